@@ -1,0 +1,11 @@
+"""larpo: LLM alignment as retriever optimization (Jin et al., ICML 2025, arXiv 2502.03699).
+
+The policy is a retriever, the reward model a reranker; the policy is trained with ranking objectives
+on the implicit reward ``beta * log(pi / pi_ref)`` over candidate lists it sampled itself.
+"""
+
+from larpo.losses import OBJECTIVES, get_objective, register_objective
+
+__version__ = "0.1.0"
+
+__all__ = ["OBJECTIVES", "__version__", "get_objective", "register_objective"]

@@ -1,0 +1,189 @@
+"""Shared, masked building blocks for the list objectives.
+
+Every objective in :mod:`larpo.losses` sees the same inputs (Jin et al. 2025, Table 1):
+
+- ``policy_logps``, ``reference_logps``: ``[B, m]`` sequence log-probabilities of ``m`` candidates per
+  prompt, each row sorted best-first by the reranker;
+- ``mask``: ``[B, m]`` bool, True for real candidates, padding only at row ends, at least 2 per row.
+
+Padded slots are replaced by zeros with :func:`torch.where` *before* any arithmetic, so whatever they
+hold (huge, ``inf``, ``nan``) never reaches the loss and their gradient is exactly zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class RankedLists:
+    """Validated inputs of one batch of candidate lists.
+
+    Attributes:
+        rewards: ``[B, m]`` implicit rewards ``g = beta * (log pi - log pi_ref)``, 0 in padded slots.
+        mask: ``[B, m]`` bool, True for real candidates.
+        pairs: ``[B, m, m]`` bool, ``pairs[b, i, j]`` True when candidate i should rank above j.
+        policy_logps: ``[B, m]`` policy log-probs, 0 in padded slots.
+        lengths: ``[B, m]`` response token counts (1 in padded slots), or None.
+    """
+
+    rewards: Tensor
+    mask: Tensor
+    pairs: Tensor
+    policy_logps: Tensor
+    lengths: Tensor | None
+
+
+def rank_lists(
+    policy_logps: Tensor,
+    reference_logps: Tensor | None,
+    beta: float,
+    mask: Tensor | None,
+    *,
+    scores: Tensor | None = None,
+    lengths: Tensor | None = None,
+    length_normalize: bool = False,
+) -> RankedLists:
+    """Check the inputs and compute implicit rewards and preference pairs.
+
+    Args:
+        policy_logps: ``[B, m]`` summed log-probs under the policy.
+        reference_logps: ``[B, m]`` summed log-probs under the reference, or None for reference-free
+            objectives (then ``g = beta * log pi``).
+        beta: inverse temperature of the implicit reward.
+        mask: ``[B, m]`` bool or None (all real).
+        scores: ``[B, m]`` reranker scores or None. When given, candidate i is preferred to j only if
+            ``scores[i] > scores[j]``: tied pairs are skipped.
+        lengths: ``[B, m]`` response token counts; needed by ``length_normalize``.
+        length_normalize: use the average log-prob per token (SimPO-style) instead of the sum.
+    """
+    if policy_logps.dim() != 2:
+        raise ValueError(f"policy_logps must be [B, m], got shape {tuple(policy_logps.shape)}")
+    batch, size = policy_logps.shape
+    if size < 2:
+        raise ValueError(f"a candidate list needs at least 2 candidates, got m={size}")
+    if mask is None:
+        mask = torch.ones_like(policy_logps, dtype=torch.bool)
+    _check_same_shape(policy_logps, mask=mask, reference_logps=reference_logps, scores=scores, lengths=lengths)
+    mask = mask.bool()
+    _check_mask(mask)
+
+    zero = policy_logps.new_zeros(())
+    policy = torch.where(mask, policy_logps, zero)
+    log_ratio = policy
+    if reference_logps is not None:
+        log_ratio = policy - torch.where(mask, reference_logps.to(policy.dtype), zero)
+    safe_lengths = None
+    if lengths is not None:
+        safe_lengths = torch.where(mask, lengths.to(policy.dtype), policy.new_ones(())).clamp_min(1.0)
+    if length_normalize:
+        if safe_lengths is None:
+            raise ValueError("length_normalize=True needs `lengths` (response token counts)")
+        log_ratio = log_ratio / safe_lengths
+
+    return RankedLists(
+        rewards=beta * log_ratio,
+        mask=mask,
+        pairs=preference_pairs(mask, scores),
+        policy_logps=policy,
+        lengths=safe_lengths,
+    )
+
+
+def preference_pairs(mask: Tensor, scores: Tensor | None = None) -> Tensor:
+    """``[B, m, m]`` bool: True where candidate i should rank above candidate j.
+
+    Without scores the row order is the ranking (``i < j``); with scores only strict preferences count
+    (``scores[i] > scores[j]``), so tied candidates form no pair.
+    """
+    both_real = mask.unsqueeze(2) & mask.unsqueeze(1)  # (B, m, m)
+    if scores is None:
+        size = mask.shape[1]
+        above = torch.ones(size, size, dtype=torch.bool, device=mask.device).triu(diagonal=1)
+        return both_real & above
+    zero = scores.new_zeros(())
+    safe = torch.where(mask, scores, zero)
+    return both_real & (safe.unsqueeze(2) > safe.unsqueeze(1))
+
+
+def masked_logsumexp(values: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
+    """``log(sum(exp(values)))`` over the entries where ``mask`` is True, reduced over ``dim``.
+
+    Masked entries never enter arithmetic and receive zero gradient. A slice with no True entry
+    gives ``-inf`` (with zero, not NaN, gradient).
+    """
+    zero = values.new_zeros(())
+    shift = torch.where(mask, values, values.new_full((), float("-inf"))).amax(dim, keepdim=True).detach()
+    shift = torch.where(torch.isfinite(shift), shift, zero)
+    centred = torch.where(mask, values - shift, zero)
+    total = torch.where(mask, centred.exp(), zero).sum(dim)
+    nonempty = mask.any(dim)
+    log_total = torch.where(nonempty, total, values.new_ones(())).log()
+    return torch.where(nonempty, log_total + shift.squeeze(dim), values.new_full((), float("-inf")))
+
+
+def last_valid_index(mask: Tensor) -> Tensor:
+    """``[B]`` index of the last real candidate of each row (padding only at row ends)."""
+    return mask.sum(dim=1) - 1
+
+
+def winner_loser_margin(lists: RankedLists) -> tuple[Tensor, Tensor]:
+    """``[B]`` reward margin of candidate 0 over the last real one, and ``[B]`` whether they form a pair."""
+    loser = last_valid_index(lists.mask).unsqueeze(1)  # (B, 1)
+    margin = lists.rewards[:, 0] - lists.rewards.gather(1, loser).squeeze(1)
+    active = lists.pairs[:, 0, :].gather(1, loser).squeeze(1)
+    return margin, active
+
+
+def mean_nll_of_best(lists: RankedLists) -> Tensor:
+    """``[B]`` negative log-likelihood of candidate 0, per token when lengths are known."""
+    nll = -lists.policy_logps[:, 0]
+    if lists.lengths is not None:
+        nll = nll / lists.lengths[:, 0]
+    return nll
+
+
+def reduce_rows(
+    row_loss: Tensor, row_active: Tensor, lists: RankedLists, nll_weight: float, reduction: str
+) -> Tensor:
+    """Combine per-row ranking losses with the optional NLL term and reduce.
+
+    Args:
+        row_loss: ``[B]`` ranking loss of each row (any value where ``row_active`` is False).
+        row_active: ``[B]`` bool, rows with at least one preference pair.
+        nll_weight: weight of the per-token NLL of the best candidate (RPO, Pang et al. 2024).
+        reduction: ``"mean"`` (ranking term averaged over active rows, NLL over all rows), ``"sum"`` or
+            ``"none"`` (``[B]`` per-row values).
+    """
+    ranking = torch.where(row_active, row_loss, row_loss.new_zeros(()))
+    nll = mean_nll_of_best(lists) if nll_weight else None
+    if reduction == "none":
+        return ranking if nll is None else ranking + nll_weight * nll
+    if reduction == "sum":
+        total = ranking.sum()
+        return total if nll is None else total + nll_weight * nll.sum()
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    mean = ranking.sum() / row_active.sum().clamp_min(1)
+    return mean if nll is None else mean + nll_weight * nll.mean()
+
+
+def _check_same_shape(policy_logps: Tensor, **others: Tensor | None) -> None:
+    for name, tensor in others.items():
+        if tensor is not None and tensor.shape != policy_logps.shape:
+            raise ValueError(
+                f"{name} must have the shape of policy_logps {tuple(policy_logps.shape)}, "
+                f"got {tuple(tensor.shape)}"
+            )
+
+
+def _check_mask(mask: Tensor) -> None:
+    counts = mask.sum(dim=1)
+    if bool((counts < 2).any()):
+        raise ValueError("every row of mask needs at least 2 real candidates")
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    if bool((mask != (positions < counts.unsqueeze(1))).any()):
+        raise ValueError("mask must hold real candidates first and padding only at row ends")

@@ -1,0 +1,48 @@
+"""Pairwise (DPO / Bradley-Terry) objective: best candidate against the last one.
+
+Jin et al. 2025, Table 1 and Appendix F; Rafailov et al. 2023.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from larpo.losses._lists import rank_lists, reduce_rows, winner_loser_margin
+
+
+def pairwise_loss(
+    policy_logps: Tensor,
+    reference_logps: Tensor,
+    beta: float = 0.1,
+    mask: Tensor | None = None,
+    *,
+    scores: Tensor | None = None,
+    lengths: Tensor | None = None,
+    length_normalize: bool = False,
+    nll_weight: float = 0.0,
+    reduction: str = "mean",
+) -> Tensor:
+    """DPO on candidate 0 (winner) and the last real candidate (loser) of each row.
+
+    ``L = -log sigmoid(g_w - g_l)`` with ``g = beta * (log pi - log pi_ref)``.
+
+    Args:
+        policy_logps, reference_logps: ``[B, m]`` sequence log-probs, rows sorted best-first.
+        beta: implicit-reward scale.
+        mask: ``[B, m]`` bool, True for real candidates (padding only at row ends).
+        scores: ``[B, m]`` reranker scores; a row whose winner and loser tie is skipped.
+        lengths: ``[B, m]`` response token counts (for ``length_normalize`` and ``nll_weight``).
+        length_normalize: average log-prob per token instead of the sum (SimPO-style).
+        nll_weight: add this times the per-token NLL of candidate 0 (RPO).
+        reduction: ``"mean"`` over rows, ``"sum"`` or ``"none"`` (``[B]``).
+
+    Returns:
+        Scalar loss, or ``[B]`` per-row losses with ``reduction="none"``.
+    """
+    lists = rank_lists(
+        policy_logps, reference_logps, beta, mask, scores=scores, lengths=lengths,
+        length_normalize=length_normalize,
+    )
+    margin, active = winner_loser_margin(lists)
+    return reduce_rows(-F.logsigmoid(margin), active, lists, nll_weight, reduction)
