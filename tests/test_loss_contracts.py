@@ -1,0 +1,117 @@
+"""Contracts every registered objective must keep (the list comes from the registry)."""
+
+import pytest
+import torch
+
+from larpo.losses import OBJECTIVES, check_options, get_objective, pairwise_loss
+
+ALL = sorted(OBJECTIVES)
+RANKING = sorted(name for name, entry in OBJECTIVES.items() if entry.kind == "ranking")
+
+
+def random_lists(batch=4, size=5, seed=0, scale=10.0):
+    gen = torch.Generator().manual_seed(seed)
+    policy = -scale * torch.rand(batch, size, generator=gen)
+    reference = -scale * torch.rand(batch, size, generator=gen)
+    lengths = torch.randint(1, 20, (batch, size), generator=gen).float()
+    scores = torch.randn(batch, size, generator=gen).sort(dim=1, descending=True).values
+    return policy, reference, lengths, scores
+
+
+def call(name, policy, reference, mask=None, **options):
+    return get_objective(name)(policy, reference, 0.5, mask, **options)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("with_scores", [False, True])
+def test_masked_list_equals_truncated_list(name, with_scores):
+    policy, reference, lengths, scores = random_lists()
+    counts = [5, 3, 2, 4]
+    mask = torch.arange(5).unsqueeze(0) < torch.tensor(counts).unsqueeze(1)
+    extra = {"scores": scores} if with_scores else {}
+    padded = call(name, policy, reference, mask, lengths=lengths, reduction="none", **extra)
+    for row, count in enumerate(counts):
+        cut = slice(row, row + 1), slice(0, count)
+        extra_row = {"scores": scores[cut]} if with_scores else {}
+        alone = call(name, policy[cut], reference[cut], lengths=lengths[cut], reduction="none", **extra_row)
+        torch.testing.assert_close(padded[row], alone[0])
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("garbage", [1e30, float("inf"), float("-inf"), float("nan")])
+def test_padded_slots_get_zero_gradient_and_change_nothing(name, garbage):
+    policy, reference, lengths, scores = random_lists()
+    mask = torch.arange(5).unsqueeze(0) < torch.tensor([[5], [3], [2], [4]])
+    clean = call(name, policy, reference, mask, lengths=lengths, scores=scores)
+
+    dirty_policy = torch.where(mask, policy, garbage).requires_grad_()
+    dirty_reference = torch.where(mask, reference, garbage)
+    dirty_lengths = torch.where(mask, lengths, garbage)
+    dirty_scores = torch.where(mask, scores, garbage)
+    loss = call(name, dirty_policy, dirty_reference, mask, lengths=dirty_lengths, scores=dirty_scores)
+    loss.backward()
+    torch.testing.assert_close(loss, clean)
+    assert torch.isfinite(dirty_policy.grad).all()
+    assert (dirty_policy.grad[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_permuting_padded_garbage_changes_nothing(name):
+    policy, reference, lengths, scores = random_lists(batch=1, size=6)
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    garbage = torch.tensor([[0.0, 0.0, 0.0, 7e3, -1e4, 3.0]])
+    shuffled = garbage[:, [0, 1, 2, 5, 3, 4]]
+    first = call(name, torch.where(mask, policy, garbage), reference, mask, lengths=lengths)
+    second = call(name, torch.where(mask, policy, shuffled), torch.where(mask, reference, -shuffled), mask, lengths=lengths)
+    assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("name", RANKING)
+def test_two_candidates_equal_dpo(name):
+    policy, reference, lengths, _ = random_lists(batch=6, size=2)
+    torch.testing.assert_close(call(name, policy, reference), pairwise_loss(policy, reference, 0.5))
+    assert call(name, policy, reference).item() > 0
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("magnitude", [1e4, 1e6])
+def test_finite_loss_and_gradient_at_large_magnitudes(name, magnitude):
+    policy, reference, lengths, scores = random_lists(scale=magnitude)
+    policy = (policy * torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0])).requires_grad_()
+    loss = call(name, policy, reference, lengths=lengths, scores=scores, nll_weight=0.1)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(policy.grad).all()
+
+
+@pytest.mark.parametrize("name", RANKING)
+def test_loss_drops_when_policy_moves_toward_reranker_order(name):
+    """Adding a reward that follows the reranker's order (best highest) lowers every ranking loss."""
+    policy, reference, _, _ = random_lists()
+    toward_order = torch.linspace(1.0, -1.0, 5).unsqueeze(0)
+    assert call(name, policy + toward_order, reference) < call(name, policy, reference)
+
+
+@pytest.mark.parametrize("name", ["contrastive", "lambdarank", "listmle"])
+def test_order_of_tied_candidates_does_not_matter(name):
+    policy, reference, _, _ = random_lists(batch=1, size=5)
+    scores = torch.tensor([[3.0, 2.0, 2.0, 2.0, 0.0]])
+    permuted = [0, 3, 1, 2, 4]  # shuffle the three tied candidates
+    original = call(name, policy, reference, scores=scores)
+    shuffled = call(name, policy[:, permuted], reference[:, permuted], scores=scores[:, permuted])
+    torch.testing.assert_close(original, shuffled)
+
+
+def test_registry_lists_every_objective_with_metadata():
+    assert set(RANKING) == {"pairwise", "contrastive", "lambdarank", "listmle"}
+    assert {n for n, e in OBJECTIVES.items() if e.reference_free} == {"simpo", "rft"}
+    assert "lambda_weights" in get_objective("lambdarank").options
+    assert "lambda_weights" not in get_objective("listmle").options
+
+
+def test_unknown_objective_and_option_name_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown objective 'dpo'; valid: contrastive, ipo, lambdarank"):
+        get_objective("dpo")
+    with pytest.raises(ValueError, match=r"does not take option\(s\) lambda_weights"):
+        check_options("listmle", {"lambda_weights": True})
+    check_options("lambdarank", {"lambda_weights": True, "nll_weight": 0.1})
