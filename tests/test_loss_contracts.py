@@ -62,7 +62,13 @@ def test_permuting_padded_garbage_changes_nothing(name):
     garbage = torch.tensor([[0.0, 0.0, 0.0, 7e3, -1e4, 3.0]])
     shuffled = garbage[:, [0, 1, 2, 5, 3, 4]]
     first = call(name, torch.where(mask, policy, garbage), reference, mask, lengths=lengths)
-    second = call(name, torch.where(mask, policy, shuffled), torch.where(mask, reference, -shuffled), mask, lengths=lengths)
+    second = call(
+        name,
+        torch.where(mask, policy, shuffled),
+        torch.where(mask, reference, -shuffled),
+        mask,
+        lengths=lengths,
+    )
     assert torch.equal(first, second)
 
 

@@ -106,7 +106,9 @@ def test_scores_skip_tied_pairs():
     assert lambdarank_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(
         softplus(-2.0) + softplus(-1.0), abs=1e-6
     )
-    assert contrastive_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(lse(2.0, 0.0) - 2.0, abs=1e-6)
+    assert contrastive_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(
+        lse(2.0, 0.0) - 2.0, abs=1e-6
+    )
     assert listmle_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(
         (lse(2.0, 0.0) - 2.0) + (lse(1.0, 0.0) - 1.0), abs=1e-6
     )
@@ -117,7 +119,9 @@ def test_all_tied_row_is_skipped_from_the_mean():
     policy = torch.tensor([[2.0, 1.0, 0.0], [5.0, -5.0, 0.0]])
     scores = torch.tensor([[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     for loss, row1 in [(pairwise_loss, softplus(-2.0)), (contrastive_loss, lse(2.0, 1.0, 0.0) - 2.0)]:
-        assert loss(policy, torch.zeros_like(policy), 1.0, scores=scores).item() == pytest.approx(row1, abs=1e-6)
+        assert loss(policy, torch.zeros_like(policy), 1.0, scores=scores).item() == pytest.approx(
+            row1, abs=1e-6
+        )
         per_row = loss(policy, torch.zeros_like(policy), 1.0, scores=scores, reduction="none")
         assert per_row[1].item() == 0.0
 

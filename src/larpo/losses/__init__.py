@@ -15,11 +15,21 @@ from larpo.losses.rft import rft_loss
 
 register_objective("pairwise", pairwise_loss, kind="ranking", summary="DPO: best vs last candidate")
 register_objective("contrastive", contrastive_loss, kind="ranking", summary="InfoNCE: best vs all others")
-register_objective("lambdarank", lambdarank_loss, kind="ranking", summary="logistic loss over all ordered pairs")
+register_objective(
+    "lambdarank", lambdarank_loss, kind="ranking", summary="logistic loss over all ordered pairs"
+)
 register_objective("listmle", listmle_loss, kind="ranking", summary="Plackett-Luce likelihood of the order")
-register_objective("simpo", simpo_loss, kind="baseline", reference_free=True, summary="SimPO: reference-free, length-normalised")
+register_objective(
+    "simpo",
+    simpo_loss,
+    kind="baseline",
+    reference_free=True,
+    summary="SimPO: reference-free, length-normalised",
+)
 register_objective("ipo", ipo_loss, kind="baseline", summary="IPO: squared log-ratio margin")
-register_objective("rft", rft_loss, kind="control", reference_free=True, summary="control: NLL of the best candidate only")
+register_objective(
+    "rft", rft_loss, kind="control", reference_free=True, summary="control: NLL of the best candidate only"
+)
 
 __all__ = [
     "OBJECTIVES",

@@ -67,7 +67,9 @@ def rank_lists(
         raise ValueError(f"a candidate list needs at least 2 candidates, got m={size}")
     if mask is None:
         mask = torch.ones_like(policy_logps, dtype=torch.bool)
-    _check_same_shape(policy_logps, mask=mask, reference_logps=reference_logps, scores=scores, lengths=lengths)
+    _check_same_shape(
+        policy_logps, mask=mask, reference_logps=reference_logps, scores=scores, lengths=lengths
+    )
     mask = mask.bool()
     _check_mask(mask)
 

@@ -59,9 +59,13 @@ def ipo_loss(
     Args: as in :func:`larpo.losses.pairwise_loss`.
     """
     lists = rank_lists(
-        policy_logps, reference_logps, 1.0, mask, scores=scores, lengths=lengths,
+        policy_logps,
+        reference_logps,
+        1.0,
+        mask,
+        scores=scores,
+        lengths=lengths,
         length_normalize=length_normalize,
     )
     margin, active = winner_loser_margin(lists)
     return reduce_rows((margin - 1.0 / (2.0 * beta)) ** 2, active, lists, nll_weight, reduction)
-

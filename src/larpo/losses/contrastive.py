@@ -38,7 +38,12 @@ def contrastive_loss(
         Scalar loss, or ``[B]`` per-row losses with ``reduction="none"``.
     """
     lists = rank_lists(
-        policy_logps, reference_logps, beta, mask, scores=scores, lengths=lengths,
+        policy_logps,
+        reference_logps,
+        beta,
+        mask,
+        scores=scores,
+        lengths=lengths,
         length_normalize=length_normalize,
     )
     negatives = lists.pairs[:, 0, :]  # (B, m)
@@ -46,4 +51,3 @@ def contrastive_loss(
     in_softmax[:, 0] = True
     row_loss = masked_logsumexp(lists.rewards, in_softmax) - lists.rewards[:, 0]
     return reduce_rows(row_loss, negatives.any(dim=1), lists, nll_weight, reduction)
-

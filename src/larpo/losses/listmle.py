@@ -37,7 +37,12 @@ def listmle_loss(
         Scalar loss, or ``[B]`` per-row losses with ``reduction="none"``.
     """
     lists = rank_lists(
-        policy_logps, reference_logps, beta, mask, scores=scores, lengths=lengths,
+        policy_logps,
+        reference_logps,
+        beta,
+        mask,
+        scores=scores,
+        lengths=lengths,
         length_normalize=length_normalize,
     )
     g = lists.rewards

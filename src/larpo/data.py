@@ -1,0 +1,110 @@
+"""Candidate lists as training data: tokenization and the list collator.
+
+A *list example* is one prompt with its candidates sorted best-first by the reranker::
+
+    {"prompt_ids": [int], "response_ids": [[int]], "scores": [float], "reference_logps": [float]}
+
+``scores`` and ``reference_logps`` are optional. The collator flattens the ``N`` real candidates of a
+batch into ``[N, T]`` prompt+response sequences for one forward pass and keeps ``[B, m]`` masks to put
+the per-sequence log-probs back into lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+def tokenize_list(
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    responses: Sequence[str],
+    scores: Sequence[float] | None = None,
+    *,
+    append_eos: bool = True,
+) -> dict[str, Any]:
+    """One list example from text. Candidates are sorted best-first by ``scores`` when given (stable).
+
+    The prompt and each response are tokenized separately (so prompt tokens are identical across the
+    list); EOS is appended to each response so the model learns where answers stop.
+    """
+    if scores is not None:
+        if len(scores) != len(responses):
+            raise ValueError(f"{len(responses)} responses but {len(scores)} scores")
+        order = sorted(range(len(responses)), key=lambda i: -scores[i])
+        responses = [responses[i] for i in order]
+        scores = [float(scores[i]) for i in order]
+    eos = [tokenizer.eos_token_id] if append_eos else []
+    example: dict[str, Any] = {
+        "prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"],
+        "response_ids": [tokenizer(r, add_special_tokens=False)["input_ids"] + eos for r in responses],
+    }
+    if scores is not None:
+        example["scores"] = scores
+    return example
+
+
+@dataclass
+class ListCollator:
+    """Pad a batch of list examples.
+
+    Returns a dict of tensors:
+        input_ids, attention_mask: ``[N, T]`` prompt+response of every real candidate, right-padded.
+        response_mask: ``[N, T]`` bool, True on response tokens (the ones that are scored).
+        list_mask: ``[B, m]`` bool, True for real candidates (row-major order matches the N axis).
+        scores, reference_logps: ``[B, m]`` when every example carries them.
+
+    Args:
+        pad_token_id: id used for padding.
+        max_length: truncate each response so prompt+response fits; a prompt that alone fills
+            ``max_length`` is an error.
+    """
+
+    pad_token_id: int
+    max_length: int | None = None
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences, response_starts = [], []
+        for example in examples:
+            prompt = list(example["prompt_ids"])
+            if self.max_length is not None and len(prompt) >= self.max_length:
+                raise ValueError(
+                    f"a prompt of {len(prompt)} tokens does not fit max_length={self.max_length}"
+                )
+            for response in example["response_ids"]:
+                sequence = prompt + list(response)
+                sequences.append(sequence[: self.max_length] if self.max_length else sequence)
+                response_starts.append(len(prompt))
+
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros(len(sequences), width, dtype=torch.long)
+        response_mask = torch.zeros(len(sequences), width, dtype=torch.bool)
+        for row, (sequence, start) in enumerate(zip(sequences, response_starts, strict=True)):
+            input_ids[row, : len(sequence)] = torch.tensor(sequence)
+            attention_mask[row, : len(sequence)] = 1
+            response_mask[row, start : len(sequence)] = True
+
+        counts = torch.tensor([len(e["response_ids"]) for e in examples])
+        list_mask = torch.arange(int(counts.max())).unsqueeze(0) < counts.unsqueeze(1)  # (B, m)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "response_mask": response_mask,
+            "list_mask": list_mask,
+        }
+        for key in ("scores", "reference_logps"):
+            if all(e.get(key) is not None for e in examples):
+                batch[key] = _pad_lists([e[key] for e in examples], list_mask)
+        return batch
+
+
+def _pad_lists(values: list[Sequence[float]], list_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, m]`` float tensor with ``values`` in the real slots and 0 in padded slots."""
+    out = torch.zeros(list_mask.shape, dtype=torch.float32)
+    out[list_mask] = torch.tensor([float(v) for row in values for v in row], dtype=torch.float32)
+    return out

@@ -1,0 +1,64 @@
+import torch
+
+from larpo.data import ListCollator, tokenize_list
+from larpo.logprobs import list_logps
+from tests.helpers import tiny_model_and_tokenizer
+
+
+def slow_logp(model, prompt_ids, response_ids):
+    """One sequence at a time, no padding: sum over response positions of log softmax."""
+    ids = torch.tensor([prompt_ids + response_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    total = 0.0
+    for t in range(len(prompt_ids), len(prompt_ids) + len(response_ids)):
+        total += torch.log_softmax(logits[t - 1], dim=-1)[ids[0, t]].item()
+    return total
+
+
+def test_batched_logps_match_per_sequence_loop():
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.eval()
+    examples = [
+        tokenize_list(tokenizer, "12+7=", ["19", "18", "1900"]),
+        tokenize_list(tokenizer, "3+4=", ["7", "77777"]),  # shorter list: padded slot
+        tokenize_list(tokenizer, "100+200=", ["300", "30", "3", "3000000"]),
+    ]
+    batch = ListCollator(pad_token_id=tokenizer.pad_token_id)(examples)
+    with torch.no_grad():
+        logps, lengths = list_logps(model, batch)
+    assert logps.shape == (3, 4)
+    assert batch["list_mask"].tolist() == [[True, True, True, False], [True, True, False, False], [True] * 4]
+    for row, example in enumerate(examples):
+        for col, response in enumerate(example["response_ids"]):
+            expected = slow_logp(model, example["prompt_ids"], response)
+            assert abs(logps[row, col].item() - expected) < 1e-4
+            assert lengths[row, col].item() == len(response)  # digits + EOS
+    assert logps[1, 2:].eq(0).all() and lengths[1, 2:].eq(0).all()
+
+
+def test_scores_sort_candidates_best_first_and_collate_with_padding():
+    _, tokenizer = tiny_model_and_tokenizer()
+    example = tokenize_list(tokenizer, "1+1=", ["3", "2", "4"], scores=[0.5, 1.0, -2.0])
+    assert [tokenizer.decode(r[:-1]) for r in example["response_ids"]] == ["2", "3", "4"]
+    assert example["scores"] == [1.0, 0.5, -2.0]
+    other = tokenize_list(tokenizer, "2+2=", ["4", "5"], scores=[1.0, 0.0])
+    batch = ListCollator(pad_token_id=0)([example, other])
+    assert batch["scores"].tolist() == [[1.0, 0.5, -2.0], [1.0, 0.0, 0.0]]
+    assert "reference_logps" not in batch
+    # prompt tokens are not scored; the response and its EOS are
+    assert batch["response_mask"][0].sum().item() == 2
+
+
+def test_max_length_truncates_responses_and_rejects_long_prompts():
+    _, tokenizer = tiny_model_and_tokenizer()
+    example = tokenize_list(tokenizer, "1+1=", ["2222222"])
+    example["response_ids"].append(example["response_ids"][0])
+    batch = ListCollator(pad_token_id=0, max_length=6)([example])
+    assert batch["input_ids"].shape == (2, 6) and batch["response_mask"][0].sum().item() == 2
+    try:
+        ListCollator(pad_token_id=0, max_length=4)([example])
+    except ValueError as error:
+        assert "prompt of 4 tokens does not fit max_length=4" in str(error)
+    else:
+        raise AssertionError("expected ValueError")
