@@ -1,0 +1,154 @@
+"""The ``larpo`` command."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from larpo.errors import InputError
+
+app = typer.Typer(
+    help="LarPO: align an LLM as a retriever, with listwise ranking objectives over its own samples.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.command()
+def objectives() -> None:
+    """List the registered objectives and their options."""
+    from larpo.losses import OBJECTIVES
+
+    table = Table("name", "kind", "reference", "options", "summary")
+    for name, entry in OBJECTIVES.items():
+        options = ", ".join(o for o in entry.options if o not in ("scores", "lengths", "reduction"))
+        table.add_row(name, entry.kind, "no" if entry.reference_free else "yes", options, entry.summary)
+    Console().print(table)
+
+
+@app.command("tiny-model")
+def tiny_model(
+    output: Annotated[Path, typer.Argument(help="directory to write the model and tokenizer to")],
+    alphabet: Annotated[str, typer.Option(help="characters of the tokenizer")] = "0123456789+-*= ",
+    hidden_size: int = 128,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+) -> None:
+    """Write a small random Llama model with a character tokenizer (for trying larpo offline)."""
+    from larpo.tiny import char_tokenizer, tiny_llama
+
+    if (output / "config.json").exists():
+        raise InputError(f"{output}: already holds a model; choose another directory")
+    tokenizer = char_tokenizer(alphabet, output)
+    tiny_llama(
+        len(tokenizer), hidden_size=hidden_size, num_layers=layers, num_heads=heads, seed=seed
+    ).save_pretrained(output)
+    print(f"wrote a tiny model and tokenizer to {output}")
+
+
+@app.command()
+def train(
+    model: Annotated[Path, typer.Option(help="local Hugging Face model directory (the policy)")],
+    data: Annotated[Path, typer.Option(help="JSONL of ranked lists: prompt, responses, scores")],
+    output: Annotated[Path, typer.Option(help="directory for the trained model and its logs")],
+    config: Annotated[Path | None, typer.Option(help="YAML of ListwiseConfig fields")] = None,
+    objective: Annotated[str | None, typer.Option(help="objective name (see `larpo objectives`)")] = None,
+    beta: float | None = None,
+    learning_rate: float | None = None,
+    epochs: Annotated[float | None, typer.Option(help="passes over the lists")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="lists per device per step")] = None,
+    nll_weight: float | None = None,
+    max_length: int | None = None,
+    seed: int | None = None,
+    dtype: Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option(help="write into an output directory that holds a model")
+    ] = False,
+) -> None:
+    """Train a policy on fixed ranked candidate lists with a ranking objective."""
+    from larpo.data import tokenize_list
+    from larpo.jsonl import read_ranked_lists
+    from larpo.model_io import load_policy
+    from larpo.trainer import ListwiseTrainer
+
+    if (output / "config.json").exists() and not overwrite:
+        raise InputError(f"{output}: already holds a model; pass --overwrite or choose another directory")
+    settings = read_yaml_config(config) if config else {}
+    flags = {
+        "objective": objective,
+        "beta": beta,
+        "learning_rate": learning_rate,
+        "num_train_epochs": epochs,
+        "per_device_train_batch_size": batch_size,
+        "nll_weight": nll_weight,
+        "max_length": max_length,
+        "seed": seed,
+    }
+    settings.update({key: value for key, value in flags.items() if value is not None})
+    args = listwise_config(output_dir=str(output), **settings)
+    rows = read_ranked_lists(data)
+    policy, tokenizer = load_policy(model, dtype)
+    examples = [tokenize_list(tokenizer, r["prompt"], r["responses"], r.get("scores")) for r in rows]
+    trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(str(output))
+    (output / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    print(f"trained on {len(examples)} lists with {args.objective}; model saved to {output}")
+
+
+def listwise_config(**settings: Any):
+    """A ListwiseConfig from plain settings; unknown keys and invalid values become InputError."""
+    from larpo.config import ListwiseConfig
+
+    valid = {f.name for f in dataclasses.fields(ListwiseConfig) if f.init}
+    for key in settings:
+        if key not in valid:
+            close = difflib.get_close_matches(key, sorted(valid), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(f"unknown training setting {key!r}{hint}")
+    defaults = {"report_to": "none", "logging_steps": 10}
+    try:
+        return ListwiseConfig(**{**defaults, **settings})
+    except (ValueError, TypeError) as error:
+        raise InputError(str(error).splitlines()[0]) from None
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; anything else is an InputError."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the config ({error})") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise InputError(f"{path}: a config must be a mapping of settings, got {type(loaded).__name__}")
+    return loaded
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit with code 2."""
+    try:
+        app()
+    except InputError as error:
+        print(f"larpo: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

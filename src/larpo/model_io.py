@@ -1,0 +1,57 @@
+"""Loading Hugging Face model directories with errors a user can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from larpo.errors import InputError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str = "auto") -> torch.dtype:
+    """``auto`` is float32 on CPU (bf16 is ~20x slower there) and bfloat16 on a CUDA GPU that has it."""
+    if name == "auto":
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    if name not in DTYPES:
+        raise InputError(f"unknown dtype {name!r}; valid: auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def load_policy(path: str | Path, dtype: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a local directory.
+
+    The tokenizer gets a pad token (its EOS) when it has none, and the model config the same id.
+
+    Raises:
+        InputError: the path is missing, is not a model directory, or has no tokenizer.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: model directory not found")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: not a Hugging Face model directory (no config.json)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError) as error:
+        raise InputError(f"{path}: no usable tokenizer ({_first_line(error)})") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=resolve_dtype(dtype))
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"{path}: cannot load the model ({_first_line(error)})") from None
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise InputError(f"{path}: the tokenizer has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,73 @@
+"""A reranker backed by a plain Python function named as ``module:function`` or ``file.py:function``."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from larpo.rewards.base import Reranker, RewardError
+
+ScoreFn = Callable[[str, list[str]], Any]
+
+
+def load_callable(spec: str) -> ScoreFn:
+    """Resolve ``module:function`` or ``path/to/file.py:function`` to the named callable."""
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name:
+        raise RewardError(f"reranker spec {spec!r} must be 'module:function' or 'path/to/file.py:function'")
+    module = _load_file(target) if target.endswith(".py") or "/" in target else _load_module(target)
+    try:
+        fn = getattr(module, name)
+    except AttributeError:
+        raise RewardError(f"reranker spec {spec!r}: {target!r} has no attribute {name!r}") from None
+    if not callable(fn):
+        raise RewardError(f"reranker spec {spec!r}: {name!r} is a {type(fn).__name__}, not callable")
+    return fn
+
+
+def _load_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise RewardError(f"cannot import reranker module {name!r}: {err}") from err
+
+
+def _load_file(target: str) -> ModuleType:
+    path = Path(target).resolve()
+    if not path.is_file():
+        raise RewardError(f"reranker file not found: {target}")
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    module_name = f"_larpo_reranker_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise RewardError(f"cannot load reranker file {target} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[module_name]
+        raise RewardError(f"importing reranker file {target} failed: {type(err).__name__}: {err}") from err
+    return module
+
+
+class CallableReranker(Reranker):
+    """Scores with ``fn(prompt: str, responses: list[str]) -> list[float]``, called once per prompt.
+
+    ``fn`` gets one prompt and all of its candidate responses and returns one score per response,
+    in the same order; the scores must be finite real numbers.
+    """
+
+    def __init__(self, fn: ScoreFn | str) -> None:
+        self.fn = load_callable(fn) if isinstance(fn, str) else fn
+
+    def _score(self, prompts: list[str], responses: list[list[str]]) -> list[Any]:
+        return [
+            self.fn(prompt, list(candidates)) for prompt, candidates in zip(prompts, responses, strict=True)
+        ]

@@ -1,0 +1,242 @@
+"""The candidate store: round trips, torn-tail repair, corruption and type errors, atomic rewrites."""
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from larpo.store import (
+    CandidateRecord,
+    CandidateStore,
+    StoreError,
+    append_records,
+    atomic_write_json,
+    atomic_write_text,
+    read_records,
+    write_records_atomic,
+)
+
+
+def record(i: int, *, iteration: int = 0, score: float | None = None, **extra) -> CandidateRecord:
+    return CandidateRecord(
+        prompt_id=f"p{i}",
+        prompt=f"prompt {i}",
+        response=f"résponse {i}\nline two",
+        score=score,
+        iteration=iteration,
+        temperature=0.8,
+        **extra,
+    )
+
+
+def line_of(rec: CandidateRecord) -> bytes:
+    return (rec.to_json() + "\n").encode()
+
+
+def test_record_json_round_trip_and_optional_fields():
+    full = record(1, score=2.5, reference_logp=-12.25, source="policy")
+    assert CandidateRecord.from_json(full.to_json()) == full
+    bare = record(2)
+    data = json.loads(bare.to_json())
+    assert data["score"] is None
+    assert "reference_logp" not in data and "source" not in data
+    assert CandidateRecord.from_json(bare.to_json()) == bare
+    assert "\n" not in full.to_json()
+
+
+def test_record_coerces_ints_to_float():
+    rec = CandidateRecord.from_json(
+        '{"prompt_id": "a", "prompt": "q", "response": "r", "score": 3, "iteration": 1, "temperature": 1}'
+    )
+    assert rec.score == 3.0 and isinstance(rec.score, float)
+    assert isinstance(rec.temperature, float)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("prompt_id", 7, "field 'prompt_id' must be a str, got int"),
+        ("iteration", "1", "field 'iteration' must be an int, got str"),
+        ("iteration", True, "field 'iteration' must be an int, got bool"),
+        ("score", "high", "field 'score' must be a number, got str"),
+        ("score", False, "field 'score' must be a number, got bool"),
+        ("temperature", None, "field 'temperature' must be a number, got NoneType"),
+        ("reference_logp", float("nan"), "field 'reference_logp' must be finite"),
+        ("source", 3, "field 'source' must be a str, got int"),
+    ],
+)
+def test_type_errors_name_field(field, value, message):
+    data = json.loads(record(0).to_json())
+    data[field] = value
+    with pytest.raises(StoreError, match=f"^f.jsonl:4: {message}"):
+        CandidateRecord.from_dict(data, where="f.jsonl:4")
+
+
+def test_unknown_and_missing_fields():
+    data = json.loads(record(0).to_json())
+    with pytest.raises(StoreError, match=r"unknown field\(s\) \['scor'\]"):
+        CandidateRecord.from_dict({**data, "scor": 1.0})
+    del data["score"]
+    with pytest.raises(StoreError, match=r"missing field\(s\) \['score'\]"):
+        CandidateRecord.from_dict(data)
+
+
+def test_append_and_read_round_trip(tmp_path):
+    path = tmp_path / "c.jsonl"
+    first, second = [record(0), record(1)], [record(2, score=-1.5, source="random")]
+    append_records(path, first)
+    append_records(path, second)
+    append_records(path, [])
+    assert read_records(path) == first + second
+    assert path.read_bytes().count(b"\n") == 3
+
+
+def test_type_error_in_file_names_file_and_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    bad = json.loads(record(1).to_json()) | {"iteration": 1.5}
+    path.write_bytes(line_of(record(0)) + (json.dumps(bad) + "\n").encode() + line_of(record(2)))
+    with pytest.raises(
+        StoreError, match=rf"^{re.escape(str(path))}:2: field 'iteration' must be an int, got float"
+    ):
+        read_records(path)
+
+
+@pytest.mark.parametrize("torn", [b'{"prompt_id": "p9", "pro', b"\x00\x00\x00", b"{}"])
+def test_torn_tail_raises_then_repairs(tmp_path, caplog, torn):
+    path = tmp_path / "c.jsonl"
+    good = [record(0), record(1)]
+    append_records(path, good)
+    size = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(torn)
+    with pytest.raises(StoreError, match=rf"^{re.escape(str(path))}:3: torn last line \({len(torn)} bytes\)"):
+        read_records(path)
+    assert path.stat().st_size == size + len(torn)  # repair=False leaves the file alone
+    with caplog.at_level(logging.WARNING, logger="larpo.store"):
+        assert read_records(path, repair=True) == good
+    assert f"dropped a torn last line ({len(torn)} bytes)" in caplog.text
+    assert path.stat().st_size == size and path.read_bytes().endswith(b"\n")
+    append_records(path, [record(2)])
+    assert read_records(path) == [*good, record(2)]
+
+
+def test_invalid_final_complete_line_is_torn(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(line_of(record(0)) + b'{"prompt_id": \n')
+    with pytest.raises(StoreError, match=":2: torn last line"):
+        read_records(path)
+    assert read_records(path, repair=True) == [record(0)]
+    assert path.read_bytes() == line_of(record(0))
+
+
+def test_torn_file_without_any_newline_is_emptied(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"prompt_id"')
+    assert read_records(path, repair=True) == []
+    assert path.read_bytes() == b""
+
+
+@pytest.mark.parametrize("tail", [b"", b'{"torn'])
+def test_mid_file_corruption_is_always_an_error(tmp_path, tail):
+    path = tmp_path / "c.jsonl"
+    original = line_of(record(0)) + line_of(record(1)) + b"not json\n" + line_of(record(3)) + tail
+    path.write_bytes(original)
+    for repair in (False, True):
+        with pytest.raises(StoreError, match=rf"^{re.escape(str(path))}:3: malformed line \(corruption"):
+            read_records(path, repair=repair)
+    assert path.read_bytes() == original
+
+
+def test_bad_line_before_torn_tail_is_corruption(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(line_of(record(0)) + b"garbage\n" + b'{"to')
+    with pytest.raises(StoreError, match=":2: malformed line"):
+        read_records(path, repair=True)
+
+
+def test_append_refuses_torn_tail(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(line_of(record(0)) + b'{"par')
+    with pytest.raises(StoreError, match="torn; read it with repair=True"):
+        append_records(path, [record(1)])
+    assert path.read_bytes() == line_of(record(0)) + b'{"par'
+
+
+def test_write_records_atomic_replaces_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "c.jsonl"
+    append_records(path, [record(0), record(1)])
+    scored = [record(0, score=1.0), record(1, score=0.25)]
+    write_records_atomic(path, scored)
+    assert read_records(path) == scored
+    assert os.listdir(tmp_path) == ["c.jsonl"]
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path):
+    path = tmp_path / "manifest.json"
+    atomic_write_json(path, {"iteration": 1, "done": [0]})
+    with pytest.raises(ValueError, match="Out of range float"):
+        atomic_write_json(path, {"loss": float("nan")})
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"iteration": 1, "done": [0]}
+    atomic_write_text(path, "ünïcode\n")
+    assert path.read_text(encoding="utf-8") == "ünïcode\n"
+    assert os.listdir(tmp_path) == ["manifest.json"]
+
+
+def test_candidate_store(tmp_path):
+    store = CandidateStore(tmp_path / "run")
+    assert store.iterations() == []
+    assert store.path(3) == tmp_path / "run" / "candidates" / "iter_3.jsonl"
+    it0 = [record(0, iteration=0), record(1, iteration=0)]
+    it2 = [record(5, iteration=2)]
+    store.append(2, it2)
+    store.append(0, it0[:1])
+    store.append(0, it0[1:])
+    (store.directory / ".iter_0.jsonl.abc.tmp").write_text("")
+    (store.directory / "iter_x.jsonl").write_text("")
+    assert store.iterations() == [0, 2]
+    assert store.read(0) == it0
+    assert store.read_all() == it0 + it2
+    assert store.read_all([2, 0]) == it2 + it0
+    rescored = [record(0, iteration=0, score=0.5)]
+    store.replace(0, rescored)
+    assert store.read(0) == rescored
+
+
+def test_candidate_store_rejects_wrong_iteration(tmp_path):
+    store = CandidateStore(tmp_path)
+    with pytest.raises(StoreError, match="record of iteration 1 written to iteration 0"):
+        store.append(0, [record(0, iteration=1)])
+    for bad in (-1, True, "1"):
+        with pytest.raises(StoreError, match="non-negative int"):
+            store.path(bad)
+    assert not store.path(0).exists()
+
+
+def test_sigkill_mid_append_leaves_a_readable_file(tmp_path):
+    path = tmp_path / "c.jsonl"
+    writer = (
+        "import sys\n"
+        "from larpo.store import CandidateRecord, append_records\n"
+        "for i in range(10**6):\n"
+        "    recs = [CandidateRecord(prompt_id=f'{i}-{j}', prompt='p', response='x' * 20000, score=None,\n"
+        "                            iteration=0, temperature=1.0) for j in range(8)]\n"
+        "    append_records(sys.argv[1], recs)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)])
+    deadline = time.monotonic() + 60
+    while (not path.exists() or path.stat().st_size < 2_000_000) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    records = read_records(path, repair=True)
+    assert len(records) >= 8
+    assert all(r.response == "x" * 20000 for r in records)
+    assert path.stat().st_size == sum(len(line_of(r)) for r in records)
