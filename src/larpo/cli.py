@@ -107,6 +107,99 @@ def train(
     print(f"trained on {len(examples)} lists with {args.objective}; model saved to {output}")
 
 
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Option(help="YAML run config (see examples/configs)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a config key: --set learning_rate=1e-6 (repeatable)"),
+    ] = None,
+    output_dir: Annotated[str | None, typer.Option(help="run directory (overrides the config)")] = None,
+) -> None:
+    """Run (or resume) iterative LarPO: sample, rerank, merge lists, train, repeat."""
+    from larpo.loop import LarpoRun
+    from larpo.run_config import load_run_config
+
+    settings = load_run_config(config, set_, output_dir=output_dir)
+    LarpoRun(settings).execute()
+    print(
+        f"finished {settings.iterations} iterations; final model: {Path(settings.output_dir) / f'iter_{settings.iterations - 1}' / 'model'}"
+    )
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Option(help="local Hugging Face model directory")],
+    prompts: Annotated[Path, typer.Option(help="JSONL with a 'prompt' field (and optional 'id')")],
+    output: Annotated[Path, typer.Option(help="candidate JSONL to write (one record per response)")],
+    num_candidates: int = 8,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    seed: int = 0,
+    dtype: str = "auto",
+) -> None:
+    """Sample candidates for prompts (one stage of `larpo run`, for your own pipelines)."""
+    from larpo.generation import SamplingParams, TransformersGenerator
+    from larpo.model_io import load_policy
+    from larpo.prompts import load_prompts
+    from larpo.store import CandidateRecord, write_records_atomic
+
+    if output.exists():
+        raise InputError(f"{output}: exists; choose another output file")
+    params = SamplingParams(num_candidates, temperature, top_p, max_new_tokens, seed)
+    items = load_prompts(prompts)
+    policy, tokenizer = load_policy(model, dtype)
+    generations = TransformersGenerator(policy, tokenizer, batch_size=batch_size).generate(
+        [p.text for p in items], params
+    )
+    records = [
+        CandidateRecord(p.prompt_id, p.text, response, None, 0, temperature, source="policy")
+        for p, responses in zip(items, generations.responses, strict=True)
+        for response in responses
+    ]
+    write_records_atomic(output, records)
+    print(
+        f"wrote {len(records)} candidates for {len(items)} prompts ({generations.duplicates} duplicates removed) to {output}"
+    )
+
+
+@app.command()
+def score(
+    reward: Annotated[
+        str, typer.Option(help="'module:function', 'file.py:function' or a reward model directory")
+    ],
+    candidates: Annotated[Path, typer.Option(help="candidate JSONL (from larpo generate)")],
+    output: Annotated[Path, typer.Option(help="scored candidate JSONL to write")],
+) -> None:
+    """Score candidates with a reranker (one stage of `larpo run`)."""
+    import dataclasses as dc
+
+    from larpo.rewards import load_reranker
+    from larpo.store import read_records, write_records_atomic
+
+    if output.exists():
+        raise InputError(f"{output}: exists; choose another output file")
+    if not candidates.is_file():
+        raise InputError(f"{candidates}: file not found")
+    records = read_records(candidates)
+    reranker = load_reranker(reward)
+    groups: dict[str, list[int]] = {}
+    for position, record in enumerate(records):
+        groups.setdefault(record.prompt_id, []).append(position)
+    scores = reranker.score(
+        [records[g[0]].prompt for g in groups.values()],
+        [[records[i].response for i in g] for g in groups.values()],
+    )
+    scored = list(records)
+    for group, values in zip(groups.values(), scores, strict=True):
+        for position, value in zip(group, values, strict=True):
+            scored[position] = dc.replace(records[position], score=value)
+    write_records_atomic(output, scored)
+    print(f"scored {len(records)} candidates of {len(groups)} prompts; wrote {output}")
+
+
 def listwise_config(**settings: Any):
     """A ListwiseConfig from plain settings; unknown keys and invalid values become InputError."""
     from larpo.config import ListwiseConfig
@@ -143,6 +236,9 @@ def read_yaml_config(path: Path) -> dict[str, Any]:
 
 def main() -> None:
     """Entry point: user errors print one line and exit with code 2."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     try:
         app()
     except InputError as error:

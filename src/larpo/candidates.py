@@ -1,0 +1,356 @@
+"""Candidate lists for one LarPO iteration: memorization, dedup, selection and negative sources.
+
+Iteration ``s`` of LarPO (Jin et al., ICML 2025, Algorithm 1) samples ``k`` responses per prompt,
+scores them with a reranker and trains the policy on each prompt's candidates ranked best-first.
+:func:`build_lists` turns scored :class:`~larpo.store.CandidateRecord` s into those ranked lists;
+:func:`sample_external_negatives` makes the ``random``/``related`` negatives of the paper's
+Figure 4(a); :func:`temperature_for` and :func:`split_samples` schedule sampling temperatures.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+
+from larpo.errors import InputError
+from larpo.store import CandidateRecord
+
+MEMORIZATION_MODES = ("current", "previous", "all")
+NEGATIVE_SOURCES = ("policy", "random", "related")
+POLICY = "policy"
+
+
+@dataclass(frozen=True)
+class ListSettings:
+    """How candidate lists are built from the scored records.
+
+    Attributes:
+        memorization: which iterations feed iteration ``s``'s lists: ``current`` (only ``s``),
+            ``previous`` (``s-1`` and ``s``) or ``all`` (``0..s``, the Merge of Algorithm 1).
+        dedup: the same response text to the same prompt counts once, whether repeated across
+            iterations (memorization) or within one. The NEWEST record is kept
+            (ties: the first in input order): its iteration says when the text was last sampled and
+            its score/reference log-prob come from the latest run (rerankers are deterministic, so
+            the score is the same anyway).
+        positives: keep the top ``positives`` of the ranked pool ...
+        negatives: ... and its bottom ``negatives`` (Appendix H: contrastive 1 + 3, LambdaRank and
+            ListMLE 2 + 2, pairwise 1 + 1). Both ``None`` keeps the whole pool; a pool no larger than
+            ``positives + negatives`` is kept whole (no candidate twice).
+        max_candidates: with no positives/negatives, cap the list at this size by an evenly spread
+            subset of the ranking that includes the best and the worst candidate.
+        drop_all_tied: drop (and count) a prompt whose selected candidates all share one score;
+            when ``False`` it is kept and the objectives skip its tied pairs themselves.
+        negative_source: ``policy`` (negatives are the policy's own low-ranked samples, the paper's
+            hard negatives), or ``random``/``related`` (responses to other prompts, see
+            :func:`sample_external_negatives`); the latter two need ``positives`` and ``negatives``.
+    """
+
+    memorization: str = "current"
+    dedup: bool = True
+    positives: int | None = None
+    negatives: int | None = None
+    max_candidates: int | None = None
+    drop_all_tied: bool = True
+    negative_source: str = POLICY
+
+    def __post_init__(self) -> None:
+        _check_choice("memorization", self.memorization, MEMORIZATION_MODES)
+        _check_choice("negative_source", self.negative_source, NEGATIVE_SOURCES)
+        for name in ("dedup", "drop_all_tied"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        _check_optional_int("positives", self.positives, 1)
+        _check_optional_int("negatives", self.negatives, 1)
+        _check_optional_int("max_candidates", self.max_candidates, 2)
+        if (self.positives is None) != (self.negatives is None):
+            raise InputError("positives and negatives must be set together (or both left unset)")
+        if self.positives is not None and self.max_candidates is not None:
+            raise InputError("max_candidates applies only when positives and negatives are unset")
+        if self.negative_source != POLICY and self.positives is None:
+            raise InputError(f"negative_source {self.negative_source!r} needs positives and negatives")
+
+
+@dataclass
+class RankedList:
+    """One prompt's candidates, best-first; the list fields are parallel."""
+
+    prompt_id: str
+    prompt: str
+    responses: list[str]
+    scores: list[float]
+    reference_logps: list[float | None]
+    iterations: list[int]
+    sources: list[str]
+
+
+@dataclass
+class ListStats:
+    """Counts from one :func:`build_lists` call.
+
+    Attributes:
+        prompts_seen: prompts with at least one record in the window.
+        lists_built: lists returned.
+        skipped_too_few: prompts left with fewer than 2 distinct responses.
+        dropped_all_tied: prompts whose selected candidates all share one score.
+        duplicates_removed: records dropped as repeats of a response the prompt already has
+            (across or within iterations, or an external negative equal to a policy sample).
+        candidates_in_lists: candidates over all lists.
+        mean_list_size: ``candidates_in_lists / lists_built`` (0 with no lists).
+    """
+
+    prompts_seen: int = 0
+    lists_built: int = 0
+    skipped_too_few: int = 0
+    dropped_all_tied: int = 0
+    duplicates_removed: int = 0
+    candidates_in_lists: int = 0
+    mean_list_size: float = 0.0
+
+    def as_dict(self) -> dict[str, int | float]:
+        """The stats as a plain dict (for logs and JSON)."""
+        return asdict(self)
+
+
+def build_lists(
+    records: Iterable[CandidateRecord], iteration: int, settings: ListSettings
+) -> tuple[list[RankedList], ListStats]:
+    """Build iteration ``iteration``'s ranked lists from scored records of any iterations.
+
+    Records outside the memorization window, later than ``iteration``, or from a source other than
+    the policy (``source`` ``None`` or ``policy``) and ``settings.negative_source`` are ignored; every
+    other record must be scored. Candidates are ranked by score, descending, ties broken by newer
+    iteration first and then by response text, so the order never depends on the input order.
+    A prompt with fewer than 2 distinct responses after dedup and selection is skipped. Lists come
+    out in the order of each prompt's first appearance in ``records``.
+    """
+    _check_int("iteration", iteration, 0)
+    window = _window(iteration, settings.memorization)
+    groups: dict[str, list[CandidateRecord]] = {}
+    for record in records:
+        group = groups.setdefault(record.prompt_id, [])
+        if record.iteration in window and (_is_policy(record) or record.source == settings.negative_source):
+            _require_score(record)
+            group.append(record)
+    stats = ListStats()
+    lists: list[RankedList] = []
+    for group in filter(None, groups.values()):
+        stats.prompts_seen += 1
+        chosen, removed = _choose(group, settings)
+        stats.duplicates_removed += removed
+        if len({r.response for r in chosen}) < 2:
+            stats.skipped_too_few += 1
+        elif settings.drop_all_tied and len({r.score for r in chosen}) == 1:
+            stats.dropped_all_tied += 1
+        else:
+            lists.append(_to_list(chosen))
+            stats.candidates_in_lists += len(chosen)
+    stats.lists_built = len(lists)
+    stats.mean_list_size = stats.candidates_in_lists / len(lists) if lists else 0.0
+    return lists, stats
+
+
+def sample_external_negatives(
+    records: list[CandidateRecord], count: int, source: str, seed: int
+) -> list[CandidateRecord]:
+    """Negatives for each prompt taken from OTHER prompts' responses (paper Figure 4(a)).
+
+    ``records`` are one iteration's samples; only policy samples (``source`` ``None``/``policy``)
+    donate. For every prompt, up to ``count`` new unscored records are made with the target's
+    ``prompt_id``/``prompt``, the donor's response, iteration and temperature, and ``source``:
+
+    - ``random``: donors drawn uniformly from all other prompts' responses (``random.Random(seed)``).
+    - ``related``: donors from the most similar other prompts first (Jaccard over character 3-grams
+      of the prompt text, ties by ``prompt_id``). A response to a related prompt is a harder
+      negative than a random one: it looks plausible but answers a different question (Sec 3.2).
+
+    A response identical to one the target already has, or already taken, is never used; with too
+    few donors, fewer than ``count`` records are returned. The reranker scores them for the target.
+    """
+    _check_choice("source", source, NEGATIVE_SOURCES[1:])
+    _check_int("count", count, 0)
+    if len({r.iteration for r in records}) > 1:
+        raise ValueError("sample_external_negatives expects the records of a single iteration")
+    groups: dict[str, list[CandidateRecord]] = {}
+    for record in records:
+        groups.setdefault(record.prompt_id, []).append(record)
+    rng = random.Random(seed)
+    negatives: list[CandidateRecord] = []
+    for target_id, own in groups.items():
+        donors = _unique_donors(_donor_order(groups, target_id, source), {r.response for r in own})
+        picked = rng.sample(donors, min(count, len(donors))) if source == "random" else donors[:count]
+        negatives.extend(_as_negative(donor, own[0], source) for donor in picked)
+    return negatives
+
+
+def temperature_for(iteration: int, temperature: float | list[float]) -> float:
+    """The sampling temperature of ``iteration``: a float applies to every iteration; a list gives
+    one value per iteration and its last value repeats beyond its end."""
+    _check_int("iteration", iteration, 0)
+    if not isinstance(temperature, list):
+        return float(temperature)
+    if not temperature:
+        raise InputError("temperature schedule must not be empty")
+    return float(temperature[min(iteration, len(temperature) - 1)])
+
+
+def split_samples(k: int, temperatures: list[float]) -> list[tuple[float, int]]:
+    """Spread ``k`` samples over ``temperatures`` as evenly as possible (the paper's diverse
+    temperature lists): earlier temperatures get the remainder; zero-count entries are dropped."""
+    _check_int("k", k, 0)
+    if not temperatures:
+        raise InputError("temperatures must not be empty")
+    base, extra = divmod(k, len(temperatures))
+    counts = [base + (i < extra) for i in range(len(temperatures))]
+    return [(float(t), n) for t, n in zip(temperatures, counts, strict=True) if n]
+
+
+def char_ngrams(text: str, n: int = 3) -> set[str]:
+    """The character ``n``-grams of ``text`` (the whole text when it is shorter than ``n``)."""
+    if len(text) < n:
+        return {text} if text else set()
+    return {text[i : i + n] for i in range(len(text) - n + 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    """Jaccard similarity ``|a & b| / |a | b|``; 0 for two empty sets."""
+    union = a | b
+    return len(a & b) / len(union) if union else 0.0
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_optional_int(name: str, value: object, minimum: int) -> None:
+    if value is not None:
+        _check_int(name, value, minimum)
+
+
+def _window(iteration: int, memorization: str) -> range:
+    """Iterations feeding iteration ``iteration``'s lists."""
+    first = {"current": iteration, "previous": max(iteration - 1, 0), "all": 0}[memorization]
+    return range(first, iteration + 1)
+
+
+def _is_policy(record: CandidateRecord) -> bool:
+    return record.source in (None, POLICY)
+
+
+def _require_score(record: CandidateRecord) -> None:
+    if record.score is None:
+        raise ValueError(
+            f"unscored candidate for prompt {record.prompt_id!r} in iteration {record.iteration}: "
+            "score every candidate before building lists"
+        )
+
+
+def _rank_key(record: CandidateRecord) -> tuple[float, int, str]:
+    """Best first: higher score, then newer iteration, then response text."""
+    return (-record.score, -record.iteration, record.response)
+
+
+def _ranked(records: list[CandidateRecord]) -> list[CandidateRecord]:
+    return sorted(records, key=_rank_key)
+
+
+def _dedup(records: list[CandidateRecord]) -> list[CandidateRecord]:
+    """One record per response text: the newest, the first in input order among equals."""
+    kept: dict[str, CandidateRecord] = {}
+    for record in records:
+        if record.response not in kept or record.iteration > kept[record.response].iteration:
+            kept[record.response] = record
+    return list(kept.values())
+
+
+def _spread(ranked: list[CandidateRecord], size: int | None) -> list[CandidateRecord]:
+    """``size`` candidates evenly spread over ``ranked``, best and worst included."""
+    if size is None or len(ranked) <= size:
+        return ranked
+    last = len(ranked) - 1
+    steps = size - 1
+    return [ranked[(i * last + steps // 2) // steps] for i in range(size)]
+
+
+def _top_bottom(ranked: list[CandidateRecord], top: int, bottom: int) -> list[CandidateRecord]:
+    """The top ``top`` and bottom ``bottom`` of ``ranked``; all of it when it is not larger."""
+    if len(ranked) <= top + bottom:
+        return ranked
+    return ranked[:top] + ranked[-bottom:]
+
+
+def _choose(group: list[CandidateRecord], settings: ListSettings) -> tuple[list[CandidateRecord], int]:
+    """One prompt's selected candidates, best-first, and how many duplicates were removed.
+
+    With external negatives, positives are the top policy samples and negatives the bottom
+    external ones; an external response equal to a policy one is a duplicate (never on both
+    sides), and a prompt lacking either side yields no list.
+    """
+    policy = [r for r in group if _is_policy(r)]
+    own = {r.response for r in policy}
+    external = [r for r in group if not _is_policy(r) and r.response not in own]
+    if settings.dedup:
+        policy, external = _dedup(policy), _dedup(external)
+    removed = len(group) - len(policy) - len(external)
+    if settings.negative_source == POLICY:  # ``group`` holds policy samples only
+        ranked = _ranked(policy)
+        if settings.positives is None:
+            return _spread(ranked, settings.max_candidates), removed
+        return _top_bottom(ranked, settings.positives, settings.negatives), removed
+    if not policy or not external:
+        return [], removed
+    top = _ranked(policy)[: settings.positives]
+    bottom = _ranked(external)[-settings.negatives :]
+    return _ranked(top + bottom), removed
+
+
+def _to_list(chosen: list[CandidateRecord]) -> RankedList:
+    return RankedList(
+        prompt_id=chosen[0].prompt_id,
+        prompt=chosen[0].prompt,
+        responses=[r.response for r in chosen],
+        scores=[r.score for r in chosen],
+        reference_logps=[r.reference_logp for r in chosen],
+        iterations=[r.iteration for r in chosen],
+        sources=[r.source or POLICY for r in chosen],
+    )
+
+
+def _donor_order(
+    groups: dict[str, list[CandidateRecord]], target_id: str, source: str
+) -> list[CandidateRecord]:
+    """Other prompts' policy samples: in input order for ``random``; for ``related``, prompts by
+    descending 3-gram Jaccard similarity to the target's prompt, ties by ``prompt_id``."""
+    others = [pid for pid in groups if pid != target_id]
+    if source == "related":
+        target = char_ngrams(groups[target_id][0].prompt)
+        others.sort(key=lambda pid: (-jaccard(target, char_ngrams(groups[pid][0].prompt)), pid))
+    return [r for pid in others for r in groups[pid] if _is_policy(r)]
+
+
+def _unique_donors(donors: list[CandidateRecord], taken: set[str]) -> list[CandidateRecord]:
+    """The first donor of each response text not in ``taken``, in order."""
+    seen = set(taken)
+    unique: list[CandidateRecord] = []
+    for donor in donors:
+        if donor.response not in seen:
+            seen.add(donor.response)
+            unique.append(donor)
+    return unique
+
+
+def _as_negative(donor: CandidateRecord, target: CandidateRecord, source: str) -> CandidateRecord:
+    return replace(
+        donor,
+        prompt_id=target.prompt_id,
+        prompt=target.prompt,
+        score=None,
+        reference_logp=None,
+        source=source,
+    )

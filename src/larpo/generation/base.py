@@ -1,0 +1,103 @@
+"""The sampling interface: prompts in, ``k`` distinct responses per prompt out (backend-neutral)."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from larpo.errors import InputError
+
+
+def _check_int(name: str, value: object, minimum: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample: ``num_samples`` responses per prompt.
+
+    Attributes:
+        num_samples: ``k`` samples per prompt (>= 1), counted before duplicates are removed.
+        temperature: softmax temperature (>= 0); 0 means greedy decoding, which allows one sample only.
+        top_p: nucleus truncation in (0, 1]; 1 keeps the whole vocabulary. No top-k truncation is applied.
+        max_new_tokens: cap on generated tokens per sample (>= 1).
+        seed: with the same prompts and params a backend returns the same samples.
+    """
+
+    num_samples: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("num_samples", self.num_samples, 1)
+        _check_int("max_new_tokens", self.max_new_tokens, 1)
+        _check_int("seed", self.seed, None)
+        if _check_real("temperature", self.temperature) < 0:
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < _check_real("top_p", self.top_p) <= 1:
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.temperature == 0 and self.num_samples > 1:
+            raise InputError(
+                f"temperature 0 gives one distinct sample; use num_samples 1 or a positive temperature "
+                f"(got num_samples {self.num_samples})"
+            )
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic argmax (temperature 0)."""
+        return self.temperature == 0
+
+
+@dataclass
+class Generations:
+    """Sampled responses, one list per prompt.
+
+    Attributes:
+        responses: per prompt, the distinct responses in first-seen sampling order (exact duplicates removed).
+        finished: parallel to ``responses``: True when the sample ended with EOS, False when it was cut at
+            ``max_new_tokens``.
+        duplicates: total number of exact duplicate samples removed over all prompts, so
+            ``sum(map(len, responses)) + duplicates == num_samples * len(prompts)``.
+    """
+
+    responses: list[list[str]]
+    finished: list[list[bool]]
+    duplicates: int
+
+
+def deduplicate(samples: list[list[str]], finished: list[list[bool]]) -> Generations:
+    """Drop exact duplicate responses per prompt, keeping the first occurrence and its ``finished`` flag."""
+    kept_responses, kept_finished, duplicates = [], [], 0
+    for row, flags in zip(samples, finished, strict=True):
+        first: dict[str, bool] = {}
+        for response, flag in zip(row, flags, strict=True):
+            first.setdefault(response, flag)
+        kept_responses.append(list(first))
+        kept_finished.append(list(first.values()))
+        duplicates += len(row) - len(first)
+    return Generations(kept_responses, kept_finished, duplicates)
+
+
+class Generator(ABC):
+    """Samples responses from a policy; one implementation per inference backend."""
+
+    @abstractmethod
+    def generate(self, prompts: list[str], params: SamplingParams) -> Generations:
+        """``params.num_samples`` samples per prompt, deduplicated per prompt; responses exclude the prompt."""
+
+    def greedy(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """One greedy (temperature 0) response per prompt, e.g. for evaluation."""
+        params = SamplingParams(num_samples=1, temperature=0.0, max_new_tokens=max_new_tokens)
+        return [responses[0] for responses in self.generate(prompts, params).responses]

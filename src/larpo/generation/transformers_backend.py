@@ -1,0 +1,135 @@
+"""Sampling with Hugging Face ``model.generate``: batched over prompts, left-padded, seeded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from larpo.errors import InputError
+from larpo.generation.base import Generations, Generator, SamplingParams, deduplicate
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the RNGs sampling on ``device`` draws from (CPU, and that accelerator); restore them on exit.
+
+    Only the CPU generator and the generator of ``device`` are touched, so the caller's RNG streams
+    (and those of other accelerators) continue as if nothing had run.
+    """
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+        return
+    module = torch.get_device_module(device.type)
+    index = device.index if device.index is not None else module.current_device()
+    # ``manual_seed`` seeds the current device; single-device backends (MPS) have no device switch.
+    select = module.device(index) if hasattr(module, "device") else nullcontext()
+    with torch.random.fork_rng(devices=[index], device_type=device.type):
+        torch.default_generator.manual_seed(seed)
+        with select:
+            module.manual_seed(seed)
+        yield
+
+
+def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, P]`` input ids padded on the left with ``pad_id`` and the matching ``[B, P]`` attention mask."""
+    width = max(map(len, sequences))
+    ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in sequences], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], dtype=torch.long)
+    return ids, mask
+
+
+class TransformersGenerator(Generator):
+    """Samples with ``model.generate`` on the model's own device.
+
+    Prompts are tokenized with ``add_special_tokens=False``, the convention larpo uses for training
+    (:func:`larpo.data.tokenize_list` tokenizes prompt and response separately), so a prompt carries any
+    BOS or chat template itself. Batches are padded on the left by hand; the tokenizer is not modified.
+    A sample stops at the tokenizer's EOS token, which is not part of the returned text.
+
+    Output is reproducible for the same prompts, params and ``batch_size``: sampling is seeded with
+    ``params.seed`` inside a forked RNG, so the caller's global RNG state is left unchanged.
+
+    Args:
+        model: a causal LM; it is put in eval mode while generating and its training flag restored after.
+        tokenizer: the model's tokenizer; must have an EOS token. Padding uses its pad token, else EOS.
+        batch_size: prompts per ``generate`` call (each call yields ``batch_size * num_samples`` sequences).
+        device: where input tensors are placed; defaults to the device of the model's parameters.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if tokenizer.eos_token_id is None:
+            raise InputError("the tokenizer has no EOS token, so generated responses could never finish")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.eos_id: int = tokenizer.eos_token_id
+        self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> Generations:
+        """``params.num_samples`` samples per prompt, deduplicated per prompt (see :class:`Generations`)."""
+        prompt_ids = self._tokenize(prompts)
+        samples: list[list[str]] = []
+        finished: list[list[bool]] = []
+        training = self.model.training
+        self.model.eval()
+        try:
+            with _seeded(params.seed, self.device), torch.inference_mode():
+                for start in range(0, len(prompt_ids), self.batch_size):
+                    texts, done = self._generate_batch(prompt_ids[start : start + self.batch_size], params)
+                    samples += texts
+                    finished += done
+        finally:
+            self.model.train(training)
+        return deduplicate(samples, finished)
+
+    def _tokenize(self, prompts: list[str]) -> list[list[int]]:
+        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        for i, ids in enumerate(prompt_ids):
+            if not ids:
+                raise InputError(
+                    f"prompt {i} ({prompts[i]!r}) has no tokens; generation needs a non-empty prompt"
+                )
+        return prompt_ids
+
+    def _generate_batch(
+        self, prompt_ids: list[list[int]], params: SamplingParams
+    ) -> tuple[list[list[str]], list[list[bool]]]:
+        """Decoded new text and EOS flags, ``[B][k]`` each, for one batch of ``B`` prompts."""
+        input_ids, attention_mask = _left_pad(prompt_ids, self.pad_id)
+        sampling = (
+            {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+        )
+        output = self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention_mask.to(self.device),
+            do_sample=not params.greedy,
+            num_return_sequences=params.num_samples,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id,
+            **sampling,
+        )  # [B * k, P + new], rows grouped by prompt
+        texts, done = [], []
+        for tokens in output[:, input_ids.shape[1] :].tolist():
+            end = tokens.index(self.eos_id) if self.eos_id in tokens else len(tokens)
+            texts.append(self.tokenizer.decode(tokens[:end], skip_special_tokens=True))
+            done.append(end < len(tokens))
+        k = params.num_samples
+        return [texts[i : i + k] for i in range(0, len(texts), k)], [
+            done[i : i + k] for i in range(0, len(done), k)
+        ]

@@ -1,0 +1,397 @@
+"""The iterative LarPO run (Jin et al. 2025, Algorithm 1) as a resumable state machine.
+
+For s = 0..T-1, each stage writes its output atomically, then is recorded in the manifest:
+
+- ``generate``: the policy of iteration s-1 (the retriever) samples k candidates per prompt at the
+  iteration's temperature(s); optional off-policy negatives are added. -> ``candidates/iter_<s>.jsonl``
+- ``score``: the reranker scores every candidate. -> the same file, with scores
+- ``lists``: candidate lists are built from the current (and, with memorization, earlier) iterations'
+  candidates, and reference log-probs are computed (cached in the store when the reference is the
+  initial model). -> ``iter_<s>/lists.jsonl``
+- ``train``: the policy is trained on the lists with the ranking objective. -> ``iter_<s>/model``
+
+Generation and scoring work in chunks saved as separate files, so a crash loses at most one chunk;
+re-running the same command resumes after the last finished stage (or chunk) and ends with the same
+store, manifest and weights as an uninterrupted run with the same seed (on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+
+import larpo
+from larpo.candidates import (
+    ListSettings,
+    RankedList,
+    build_lists,
+    sample_external_negatives,
+    split_samples,
+    temperature_for,
+)
+from larpo.config import ListwiseConfig
+from larpo.data import tokenize_list
+from larpo.errors import InputError
+from larpo.faults import fault_point
+from larpo.generation import SamplingParams, TransformersGenerator
+from larpo.manifest import STAGES, Manifest
+from larpo.model_io import load_policy
+from larpo.prompts import Prompt, load_prompts
+from larpo.reference import response_logps
+from larpo.rewards import Reranker, load_reranker
+from larpo.run_config import RunConfig
+from larpo.store import CandidateRecord, CandidateStore, atomic_write_json, atomic_write_text, read_records
+from larpo.store import write_records_atomic as write_records
+from larpo.trainer import ListwiseTrainer
+
+
+class LarpoRun:
+    """One run directory: validates its inputs up front, then executes or resumes the iterations."""
+
+    def __init__(self, config: RunConfig, console: Console | None = None) -> None:
+        self.config = config
+        self.console = console or Console(stderr=True)
+        self.run_dir = Path(config.output_dir)
+        self.store = CandidateStore(self.run_dir)
+        # Everything below can fail on bad input; nothing has been written yet.
+        self.prompts = load_prompts(config.prompts)
+        if config.prompts_per_iteration and config.prompts_per_iteration > len(self.prompts):
+            raise InputError(
+                f"prompts_per_iteration={config.prompts_per_iteration} but {config.prompts} holds "
+                f"{len(self.prompts)} prompts"
+            )
+        self.reranker: Reranker = load_reranker(config.reward)
+        self._policy_cache: dict[str, Any] = {}
+        self.policy(config.model)  # a model directory that does not load fails here
+        if (
+            self.run_dir.exists()
+            and any(self.run_dir.iterdir())
+            and not (self.run_dir / "manifest.json").exists()
+        ):
+            raise InputError(
+                f"{self.run_dir}: exists and is not a larpo run directory; choose a new output_dir"
+            )
+        self.manifest = Manifest.open(self.run_dir, config.to_dict(), larpo.__version__)
+
+    # ------------------------------------------------------------------ driver
+    def execute(self) -> dict[str, Any]:
+        """Run every unfinished stage of every iteration; return the manifest's data."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        stages: dict[str, Callable[[int], dict[str, Any]]] = {
+            "generate": self.generate,
+            "score": self.score,
+            "lists": self.build,
+            "train": self.train,
+        }
+        for s in range(self.config.iterations):
+            for stage in STAGES:
+                if self.manifest.done(s, stage):
+                    continue
+                started = time.perf_counter()
+                stats = stages[stage](s)
+                self.manifest.mark(s, stage, stats)
+                self._log(
+                    {"iteration": s, "stage": stage, "seconds": round(time.perf_counter() - started, 3)}
+                )
+            self.console.print(self.summary(s), soft_wrap=True, highlight=False)
+        return self.manifest.data
+
+    def summary(self, s: int) -> str:
+        """One line per iteration from the manifest."""
+        g, sc = self.manifest.stats(s, "generate"), self.manifest.stats(s, "score")
+        li, tr = self.manifest.stats(s, "lists"), self.manifest.stats(s, "train")
+        loss = f"{tr['loss']:.4f}" if tr.get("loss") is not None else "-"
+        accuracy = f"{tr['ranking_accuracy']:.3f}" if tr.get("ranking_accuracy") is not None else "-"
+        return (
+            f"iter {s}: {g['candidates']} candidates ({g['duplicates']} duplicates), "
+            f"{li['lists_built']} lists ({li['skipped_too_few'] + li['dropped_all_tied']} skipped), "
+            f"loss {loss}, ranking acc {accuracy}, mean reward {sc['mean_reward']:.4f}"
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def model_path(self, iteration: int) -> str:
+        """The policy after ``iteration`` (``-1`` is the initial model)."""
+        return self.config.model if iteration < 0 else str(self.run_dir / f"iter_{iteration}" / "model")
+
+    def policy(self, path: str):
+        """(model, tokenizer) of a model directory, kept for reuse (never trained in place)."""
+        if path not in self._policy_cache:
+            self._policy_cache.clear()
+            model, tokenizer = load_policy(path, self.config.dtype)
+            if torch.cuda.is_available():
+                model = model.to("cuda")
+            self._policy_cache[path] = (model.eval(), tokenizer)
+        return self._policy_cache[path]
+
+    def prompts_for(self, s: int) -> list[Prompt]:
+        """The prompts of iteration ``s``: all, or a seeded sample of ``prompts_per_iteration``."""
+        count = self.config.prompts_per_iteration
+        if not count:
+            return self.prompts
+        chosen = random.Random(f"{self.config.seed}/prompts/{s}").sample(range(len(self.prompts)), count)
+        return [self.prompts[i] for i in sorted(chosen)]
+
+    def _chunks(self, items: list, size: int) -> list[list]:
+        return [items[i : i + size] for i in range(0, len(items), size)]
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    # ------------------------------------------------------------------ stages
+    def generate(self, s: int) -> dict[str, Any]:
+        """Sample k candidates per prompt with the policy of iteration s-1, chunk by chunk."""
+        config = self.config
+        final, parts = self.store.path(s), self.store.path(s).with_suffix(".parts")
+        prompts = self.prompts_for(s)
+        temperature = temperature_for(s, config.temperature)
+        mix = split_samples(config.num_candidates, config.temperature_mix or [temperature])
+        if not (final.exists() and not parts.exists()):
+            parts.mkdir(parents=True, exist_ok=True)
+            model, tokenizer = self.policy(self.model_path(s - 1))
+            generator = TransformersGenerator(model, tokenizer, batch_size=config.generation_batch_size)
+            chunks = self._chunks(prompts, config.generation_batch_size)
+            with Progress(console=self.console, transient=True) as progress:
+                task = progress.add_task(f"iter {s}: generating", total=len(chunks))
+                for index, chunk in enumerate(chunks):
+                    part = parts / f"{index:06d}.jsonl"
+                    if not part.exists():
+                        write_records(part, self._sample_chunk(generator, chunk, s, index, mix))
+                        fault_point("generate.chunk")
+                    progress.advance(task)
+            records = [r for index in range(len(chunks)) for r in read_records(parts / f"{index:06d}.jsonl")]
+            if config.negative_source != "policy":
+                seed = hash_seed(config.seed, "negatives", s)
+                records += sample_external_negatives(records, config.negatives, config.negative_source, seed)
+            write_records(final, records)
+            fault_point("generate.merge")
+            shutil.rmtree(parts)
+        records = self.store.read(s)
+        policy_records = [r for r in records if r.source in (None, "policy")]
+        return {
+            "prompts": len(prompts),
+            "candidates": len(policy_records),
+            "duplicates": len(prompts) * config.num_candidates - len(policy_records),
+            "external_negatives": len(records) - len(policy_records),
+            "temperatures": [t for t, _ in mix],
+        }
+
+    def _sample_chunk(self, generator, chunk: list[Prompt], s: int, index: int, mix) -> list[CandidateRecord]:
+        """Every sample of one chunk of prompts, deduplicated per prompt across temperatures."""
+        per_prompt: list[dict[str, float]] = [{} for _ in chunk]
+        for group, (temperature, count) in enumerate(mix):
+            params = SamplingParams(
+                num_samples=count,
+                temperature=temperature,
+                top_p=self.config.top_p,
+                max_new_tokens=self.config.max_new_tokens,
+                seed=hash_seed(self.config.seed, "generate", s, index, group),
+            )
+            generations = generator.generate([p.text for p in chunk], params)
+            for seen, responses in zip(per_prompt, generations.responses, strict=True):
+                for response in responses:
+                    seen.setdefault(response, temperature)
+        return [
+            CandidateRecord(p.prompt_id, p.text, response, None, s, temperature, source="policy")
+            for p, seen in zip(chunk, per_prompt, strict=True)
+            for response, temperature in seen.items()
+        ]
+
+    def score(self, s: int) -> dict[str, Any]:
+        """Score every candidate of iteration ``s`` with the reranker, chunk by chunk."""
+        records = self.store.read(s)
+        parts = self.store.path(s).with_suffix(".scores")
+        if any(r.score is None for r in records):
+            parts.mkdir(parents=True, exist_ok=True)
+            groups: dict[str, list[int]] = {}
+            for position, record in enumerate(records):
+                groups.setdefault(record.prompt_id, []).append(position)
+            chunks = self._chunks(list(groups.values()), self.config.generation_batch_size)
+            scores: list[float | None] = [None] * len(records)
+            with Progress(console=self.console, transient=True) as progress:
+                task = progress.add_task(f"iter {s}: scoring", total=len(chunks))
+                for index, chunk in enumerate(chunks):
+                    part = parts / f"{index:06d}.json"
+                    if part.exists():
+                        chunk_scores = json.loads(part.read_text(encoding="utf-8"))
+                    else:
+                        chunk_scores = self.reranker.score(
+                            [records[g[0]].prompt for g in chunk],
+                            [[records[i].response for i in g] for g in chunk],
+                        )
+                        atomic_write_json(part, chunk_scores)
+                        fault_point("score.chunk")
+                    for group, group_scores in zip(chunk, chunk_scores, strict=True):
+                        for position, value in zip(group, group_scores, strict=True):
+                            scores[position] = value
+                    progress.advance(task)
+            records = [_with(r, score=v) for r, v in zip(records, scores, strict=True)]
+            self.store.replace(s, records)
+            fault_point("score.merge")
+        shutil.rmtree(parts, ignore_errors=True)
+        policy_scores = [r.score for r in records if r.source in (None, "policy")]
+        best: dict[str, float] = {}
+        for r in records:
+            if r.source in (None, "policy"):
+                best[r.prompt_id] = max(best.get(r.prompt_id, r.score), r.score)
+        return {
+            "mean_reward": sum(policy_scores) / max(len(policy_scores), 1),
+            "mean_best_reward": sum(best.values()) / max(len(best), 1),
+        }
+
+    def build(self, s: int) -> dict[str, Any]:
+        """Build iteration ``s``'s candidate lists and attach reference log-probs."""
+        config = self.config
+        window = {"current": [s], "previous": [s - 1, s], "all": list(range(s + 1))}[config.memorization]
+        iterations = [i for i in window if i >= 0]
+        records = self.store.read_all(iterations)
+        settings = ListSettings(
+            memorization=config.memorization,
+            dedup=config.dedup,
+            positives=config.positives,
+            negatives=config.negatives,
+            max_candidates=config.max_candidates,
+            drop_all_tied=config.drop_all_tied,
+            negative_source=config.negative_source,
+        )
+        lists, stats = build_lists(records, s, settings)
+        if config.reference == "initial":
+            lists = self._cached_reference_logps(lists, iterations)
+        else:
+            lists = self._fresh_reference_logps(lists, self.model_path(s - 1))
+        path = self.run_dir / f"iter_{s}" / "lists.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, "".join(json.dumps(_list_to_json(item)) + "\n" for item in lists))
+        fault_point("lists.write")
+        return stats.as_dict()
+
+    def _cached_reference_logps(self, lists: list[RankedList], iterations: list[int]) -> list[RankedList]:
+        """Reference = initial model: compute each (prompt, response) once, keep it in the store."""
+        by_iteration = {i: self.store.read(i) for i in iterations}
+        cache = {
+            (r.prompt_id, r.response): r.reference_logp
+            for records in by_iteration.values()
+            for r in records
+            if r.reference_logp is not None
+        }
+        missing = sorted(
+            {(x.prompt_id, x.prompt, y) for x in lists for y in x.responses if (x.prompt_id, y) not in cache}
+        )
+        if missing:
+            model, tokenizer = self.policy(self.config.model)
+            values = response_logps(
+                model, tokenizer, [(p, y) for _, p, y in missing], max_length=self.config.max_length
+            )
+            cache.update({(pid, y): v for (pid, _, y), v in zip(missing, values, strict=True)})
+            for i, records in by_iteration.items():
+                updated = [
+                    _with(r, reference_logp=cache.get((r.prompt_id, r.response), r.reference_logp))
+                    for r in records
+                ]
+                if updated != records:
+                    self.store.replace(i, updated)
+                    fault_point("lists.reference")
+        return [_with(x, reference_logps=[cache[(x.prompt_id, y)] for y in x.responses]) for x in lists]
+
+    def _fresh_reference_logps(self, lists: list[RankedList], reference_path: str) -> list[RankedList]:
+        """Reference = previous iteration's policy: computed for every list candidate."""
+        model, tokenizer = self.policy(reference_path)
+        pairs = [(x.prompt, y) for x in lists for y in x.responses]
+        values = iter(response_logps(model, tokenizer, pairs, max_length=self.config.max_length))
+        return [_with(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
+
+    def train(self, s: int) -> dict[str, Any]:
+        """Train the policy of iteration s-1 on iteration ``s``'s lists; save it as ``iter_<s>/model``."""
+        config = self.config
+        out = self.run_dir / f"iter_{s}"
+        model_dir, stats_path = out / "model", out / "train_stats.json"
+        if model_dir.exists() and stats_path.exists():
+            return json.loads(stats_path.read_text(encoding="utf-8"))
+        staging = out / "model.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        lists = [json.loads(line) for line in (out / "lists.jsonl").read_text(encoding="utf-8").splitlines()]
+        self._policy_cache.clear()  # training changes the weights: never reuse a cached copy
+        model, tokenizer = load_policy(self.model_path(s - 1), config.dtype)
+        if not lists:
+            stats: dict[str, Any] = {"lists": 0, "steps": 0, "loss": None, "ranking_accuracy": None}
+        else:
+            examples = []
+            for item in lists:
+                example = tokenize_list(tokenizer, item["prompt"], item["responses"])
+                example["scores"], example["reference_logps"] = item["scores"], item["reference_logps"]
+                examples.append(example)
+            args = ListwiseConfig(
+                output_dir=str(out / "trainer"),
+                objective=config.objective,
+                objective_options=config.objective_options,
+                beta=config.beta,
+                nll_weight=config.nll_weight,
+                learning_rate=config.learning_rate,
+                num_train_epochs=config.epochs,
+                per_device_train_batch_size=config.batch_size,
+                gradient_accumulation_steps=config.gradient_accumulation_steps,
+                lr_scheduler_type=config.lr_scheduler_type,
+                warmup_steps=config.warmup_ratio,
+                max_length=config.max_length,
+                seed=hash_seed(config.seed, "train", s) % (2**31),
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",
+                disable_tqdm=not self.console.is_terminal,
+                dataloader_pin_memory=False,
+                bf16=model.dtype == torch.bfloat16,
+                fp16=model.dtype == torch.float16,
+            )
+            trainer = ListwiseTrainer(model, args, examples, processing_class=tokenizer)
+            trainer.remove_callback(PrinterCallback)  # the summary line reports the iteration
+            trainer.add_callback(_FaultCallback())
+            trainer.train()
+            steps = [h for h in trainer.state.log_history if "loss" in h]
+            stats = {
+                "lists": len(lists),
+                "steps": trainer.state.global_step,
+                "loss": sum(h["loss"] for h in steps) / len(steps),
+                "ranking_accuracy": sum(h["ranking_accuracy"] for h in steps) / len(steps),
+                "margin": sum(h["margin"] for h in steps) / len(steps),
+                "final_loss": steps[-1]["loss"],
+            }
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        shutil.rmtree(out / "trainer", ignore_errors=True)
+        atomic_write_json(stats_path, stats)
+        staging.rename(model_dir)
+        fault_point("train.saved")
+        return stats
+
+
+class _FaultCallback(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        fault_point("train.step")
+
+
+def hash_seed(*parts: Any) -> int:
+    """A deterministic 63-bit seed from any parts (stable across processes, unlike ``hash``)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _with(item, **changes):
+    """A copy of a frozen dataclass with ``changes``."""
+    return dataclasses.replace(item, **changes)
+
+
+def _list_to_json(item: RankedList) -> dict[str, Any]:
+    return dataclasses.asdict(item)

@@ -1,0 +1,65 @@
+"""The run manifest: which stage of which iteration has finished, with its statistics.
+
+``<run_dir>/manifest.json`` is rewritten atomically after every finished stage, so it always describes
+a consistent run: re-running the same command resumes after the last finished stage. It holds only
+deterministic content (no timings), so an interrupted-and-resumed run and an uninterrupted run with
+the same seed write the same manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from larpo.errors import InputError
+from larpo.store import atomic_write_json
+
+STAGES = ("generate", "score", "lists", "train")
+
+# Settings that may change between invocations of the same run without changing its results so far.
+RESUMABLE_CHANGES = frozenset({"iterations", "output_dir", "generation_batch_size"})
+
+
+class Manifest:
+    """The manifest of one run directory."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def open(cls, run_dir: Path, config: dict[str, Any], version: str) -> Manifest:
+        """Load the manifest of ``run_dir`` (checking the config matches) or start a new one in memory."""
+        path = run_dir / "manifest.json"
+        if not path.exists():
+            return cls(path, {"larpo_version": version, "config": config, "completed": {}})
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{path}: unreadable manifest ({error})") from None
+        changed = sorted(
+            key
+            for key in set(config) | set(data.get("config", {}))
+            if key not in RESUMABLE_CHANGES and config.get(key) != data["config"].get(key)
+        )
+        if changed:
+            raise InputError(
+                f"{run_dir} was started with other settings ({', '.join(changed)}); "
+                "resume with the same config or choose a new output_dir"
+            )
+        data["config"] = config
+        return cls(path, data)
+
+    def done(self, iteration: int, stage: str) -> bool:
+        return stage in self.data["completed"].get(str(iteration), {})
+
+    def stats(self, iteration: int, stage: str) -> dict[str, Any]:
+        return self.data["completed"][str(iteration)][stage]
+
+    def mark(self, iteration: int, stage: str, stats: dict[str, Any]) -> None:
+        """Record ``stage`` of ``iteration`` as finished and write the manifest atomically."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        self.data["completed"].setdefault(str(iteration), {})[stage] = stats
+        atomic_write_json(self.path, self.data)

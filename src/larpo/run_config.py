@@ -1,0 +1,238 @@
+"""The configuration of an iterative LarPO run (``larpo run --config run.yaml``).
+
+One flat dataclass: every field is a YAML key and a ``--set key=value`` override, with its help text
+in the field metadata. Values are type-checked and range-checked here, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from larpo.errors import InputError
+from larpo.losses import OBJECTIVES, check_options
+
+
+def _f(default: Any, help: str, **kwargs: Any) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass
+class RunConfig:
+    """Settings of Algorithm 1 (Jin et al. 2025): sample, rerank, merge, train, repeat."""
+
+    # inputs and outputs
+    model: str = _f("", "local Hugging Face model directory: the initial policy (and default reference)")
+    prompts: str = _f(
+        "", "JSONL with a 'prompt' field (and optional 'id'), or a datasets.save_to_disk folder"
+    )
+    reward: str = _f("", "reranker: 'module:function', 'path/file.py:function', or a reward model directory")
+    output_dir: str = _f("", "run directory (created; re-running the same command resumes it)")
+    # the loop
+    iterations: int = _f(3, "number of iterations T")
+    prompts_per_iteration: int | None = _f(None, "prompts sampled each iteration (M); null = all prompts")
+    seed: int = _f(0, "seed of sampling, selection and training")
+    # sampling: inclusiveness and hard negatives
+    num_candidates: int = _f(8, "responses sampled per prompt per iteration (k, inclusiveness)")
+    temperature: float | list[float] = _f(1.0, "sampling temperature, or one per iteration (last repeats)")
+    temperature_mix: list[float] | None = _f(None, "spread each prompt's k samples over these temperatures")
+    top_p: float = _f(1.0, "nucleus sampling threshold")
+    max_new_tokens: int = _f(64, "longest response sampled, in tokens")
+    generation_batch_size: int = _f(64, "prompts per generation call")
+    # candidate lists: memorization and selection
+    memorization: str = _f("current", "lists from: current, previous (current + previous), all iterations")
+    dedup: bool = _f(True, "count the same response to a prompt once across iterations")
+    positives: int | None = _f(None, "keep the top-n ranked candidates (null with negatives null: keep all)")
+    negatives: int | None = _f(None, "keep the bottom-n ranked candidates as negatives")
+    max_candidates: int | None = _f(None, "cap on the list size when positives/negatives are null")
+    drop_all_tied: bool = _f(True, "drop prompts whose selected candidates all have the same score")
+    negative_source: str = _f("policy", "negatives from: policy (own samples), random or related prompts")
+    # objective and training
+    objective: str = _f("contrastive", "ranking objective (larpo objectives lists them)")
+    objective_options: dict[str, Any] = _f({}, "extra objective options, e.g. {lambda_weights: true}")
+    beta: float = _f(0.1, "scale of the implicit reward beta * log(pi/pi_ref)")
+    nll_weight: float = _f(
+        0.0, "weight of the per-token NLL of the best candidate (set it if the policy collapses)"
+    )
+    reference: str = _f(
+        "initial", "reference policy: initial (log-probs cached once) or previous iteration's"
+    )
+    learning_rate: float = _f(1e-6, "learning rate")
+    epochs: float = _f(1.0, "passes over each iteration's lists")
+    batch_size: int = _f(8, "lists per device per step")
+    gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
+    lr_scheduler_type: str = _f("constant", "transformers scheduler name (constant, linear, cosine, ...)")
+    warmup_ratio: float = _f(0.0, "fraction of each iteration's steps spent warming up, in [0, 1)")
+    max_length: int | None = _f(None, "truncate prompt+response to this many tokens")
+    dtype: str = _f("auto", "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        for name in ("model", "prompts", "reward", "output_dir"):
+            if not getattr(self, name):
+                raise InputError(f"config: '{name}' is required")
+        positive = ["iterations", "num_candidates", "max_new_tokens", "generation_batch_size", "batch_size",
+                    "gradient_accumulation_steps", "prompts_per_iteration", "positives", "negatives",
+                    "max_candidates", "max_length"]  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"config: '{name}' must be at least 1, got {value}")
+        temperatures = self.temperature if isinstance(self.temperature, list) else [self.temperature]
+        for value in temperatures + (self.temperature_mix or []):
+            if value < 0:
+                raise InputError(f"config: temperatures must be >= 0, got {value}")
+        if 0 in temperatures and self.num_candidates > 1 and not self.temperature_mix:
+            raise InputError(
+                "config: temperature 0 gives one distinct sample; use num_candidates 1 or temperature > 0"
+            )
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"config: 'top_p' must be in (0, 1], got {self.top_p}")
+        for name, value in (
+            ("beta", self.beta),
+            ("learning_rate", self.learning_rate),
+            ("epochs", self.epochs),
+        ):
+            if value <= 0:
+                raise InputError(f"config: '{name}' must be positive, got {value}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise InputError(f"config: 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+        if self.nll_weight < 0:
+            raise InputError(f"config: 'nll_weight' must be >= 0, got {self.nll_weight}")
+        _check_choice("memorization", self.memorization, ("current", "previous", "all"))
+        _check_choice("negative_source", self.negative_source, ("policy", "random", "related"))
+        _check_choice("reference", self.reference, ("initial", "previous"))
+        _check_choice("dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        _check_choice("objective", self.objective, tuple(sorted(OBJECTIVES)))
+        try:
+            check_options(self.objective, self.objective_options)
+        except ValueError as error:
+            raise InputError(f"config: {error}") from None
+        if (self.positives is None) != (self.negatives is None):
+            raise InputError("config: set both 'positives' and 'negatives', or neither")
+        if self.negative_source != "policy" and self.negatives is None:
+            raise InputError(f"config: negative_source {self.negative_source!r} needs 'negatives' (how many)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_run_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, **extra: Any
+) -> RunConfig:
+    """A RunConfig from a YAML file, then ``key=value`` overrides (values parsed as YAML), then ``extra``.
+
+    Raises:
+        InputError: unreadable or invalid YAML, an unknown key (with the closest valid one), a value of
+            the wrong type, or a value out of range.
+    """
+    settings: dict[str, Any] = {}
+    if path is not None:
+        settings.update(_read_yaml(Path(path)))
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"override {item!r} must look like key=value")
+        try:
+            settings[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InputError(f"override {item!r}: the value is not valid YAML") from None
+    settings.update({k: v for k, v in extra.items() if v is not None})
+    valid = [f.name for f in dataclasses.fields(RunConfig)]
+    for key in settings:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(f"config: unknown key {key!r}{hint}")
+    return RunConfig(**settings)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the config ({error})") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise InputError(f"{path}: a config must be a mapping of settings, got {type(loaded).__name__}")
+    return loaded
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"config: '{name}' must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_types(config: RunConfig) -> None:
+    hints = typing.get_type_hints(RunConfig)
+    for item in dataclasses.fields(config):
+        value = _yaml11_float(getattr(config, item.name), hints[item.name])
+        setattr(config, item.name, value)
+        if not _conforms(value, hints[item.name]):
+            raise InputError(
+                f"config: '{item.name}' must be {_describe(hints[item.name])}, got {type(value).__name__} {value!r}"
+            )
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and hints[item.name] in (float, float | None)
+        ):
+            setattr(config, item.name, float(value))
+
+
+def _yaml11_float(value: Any, hint: Any) -> Any:
+    """PyYAML reads ``1e-5`` (no dot) as a string; read it as the number the user meant."""
+    if isinstance(value, str) and _conforms(0.5, hint) and not _conforms(value, hint):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and bool(value) and all(_conforms(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    raise TypeError(f"unsupported config type {hint}")
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is list:
+        return f"a non-empty list of {_describe(typing.get_args(hint)[0])}"
+    if typing.get_origin(hint) is dict:
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]

@@ -1,0 +1,167 @@
+"""End-to-end runs of the iterative loop on a tiny random model with a rule-based reward."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from larpo.loop import LarpoRun
+from larpo.losses import OBJECTIVES
+from larpo.run_config import load_run_config
+from larpo.store import read_records
+from larpo.tiny import char_tokenizer, tiny_llama
+
+REWARD = str(Path(__file__).with_name("rewards_for_tests.py")) + ":digit_overlap"
+PROMPTS = 8
+K = 4
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    tokenizer = char_tokenizer("0123456789+=", root / "model")
+    tiny_llama(len(tokenizer), hidden_size=32, seed=0).save_pretrained(root / "model")
+    with open(root / "prompts.jsonl", "w") as handle:
+        for i in range(PROMPTS):
+            handle.write(json.dumps({"id": f"q{i}", "prompt": f"{10 + i}+{20 + 3 * i}="}) + "\n")
+    return root
+
+
+def settings(workspace, run_dir, *overrides):
+    return [
+        f"model={workspace / 'model'}",
+        f"prompts={workspace / 'prompts.jsonl'}",
+        f"reward={REWARD}",
+        f"output_dir={run_dir}",
+        "iterations=2",
+        f"num_candidates={K}",
+        "max_new_tokens=4",
+        "learning_rate=1e-3",
+        "batch_size=4",
+        "generation_batch_size=3",
+        *overrides,
+    ]
+
+
+def run(workspace, run_dir, *overrides):
+    LarpoRun(load_run_config(None, settings(workspace, run_dir, *overrides))).execute()
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def read_lists(run_dir, s):
+    return [json.loads(line) for line in (run_dir / f"iter_{s}" / "lists.jsonl").read_text().splitlines()]
+
+
+def check_store(run_dir, manifest):
+    """Every iteration's file holds that iteration's scored policy samples, as the manifest counts them."""
+    for s in range(2):
+        records = read_records(run_dir / "candidates" / f"iter_{s}.jsonl")
+        generated = manifest["completed"][str(s)]["generate"]
+        assert len(records) == generated["candidates"]
+        assert generated["candidates"] + generated["duplicates"] == PROMPTS * K
+        assert {r.iteration for r in records} == {s}
+        assert all(r.score is not None and r.source == "policy" and r.temperature == 1.0 for r in records)
+        pairs = [(r.prompt_id, r.response) for r in records]
+        assert len(pairs) == len(set(pairs))  # exact duplicates removed per prompt
+        assert {r.prompt_id for r in records} == {f"q{i}" for i in range(PROMPTS)}
+        assert not (run_dir / "candidates" / f"iter_{s}.parts").exists()
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_two_iterations_with_each_objective(workspace, tmp_path, objective):
+    run_dir = tmp_path / "run"
+    manifest = run(
+        workspace, run_dir, f"objective={objective}", "beta=1.0" if objective == "simpo" else "beta=0.1"
+    )
+    check_store(run_dir, manifest)
+    for s in range(2):
+        stages = manifest["completed"][str(s)]
+        assert list(stages) == ["generate", "score", "lists", "train"]
+        lists = read_lists(run_dir, s)
+        assert len(lists) == stages["lists"]["lists_built"] > 0
+        assert stages["train"]["steps"] == -(-len(lists) // 4)
+        assert stages["train"]["loss"] is not None and stages["train"]["loss"] == stages["train"]["loss"]
+        for item in lists:
+            assert item["iterations"] == [s] * len(item["responses"])  # memorization "current"
+            assert item["scores"] == sorted(item["scores"], reverse=True)
+            assert len(set(item["scores"])) > 1  # all-tied lists are dropped
+        assert (run_dir / f"iter_{s}" / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected_iterations"), [("current", {1}), ("previous", {0, 1}), ("all", {0, 1})]
+)
+def test_memorization_merges_earlier_iterations(workspace, tmp_path, mode, expected_iterations):
+    run_dir = tmp_path / "run"
+    manifest = run(workspace, run_dir, f"memorization={mode}", "objective=listmle")
+    check_store(run_dir, manifest)
+    lists = read_lists(run_dir, 1)
+    assert {i for item in lists for i in item["iterations"]} == expected_iterations
+    store = {
+        (r.prompt_id, r.response): r
+        for s in range(2)
+        for r in read_records(run_dir / "candidates" / f"iter_{s}.jsonl")
+    }
+    for item in lists:
+        assert len(item["responses"]) == len(set(item["responses"]))  # dedup across iterations
+        for response, iteration, score, reference in zip(
+            item["responses"], item["iterations"], item["scores"], item["reference_logps"], strict=True
+        ):
+            record = store[(item["prompt_id"], response)]
+            assert record.score == score
+            # reference = initial model: log-probs are cached in the store and reused
+            assert record.reference_logp == pytest.approx(reference)
+            if mode == "current":
+                assert iteration == 1
+    sizes = [len(item["responses"]) for item in lists]
+    if mode == "current":
+        assert max(sizes) <= K
+    else:
+        assert max(sizes) > K  # lists grew with the previous iteration's responses
+        stats = manifest["completed"]["1"]["lists"]
+        assert stats["candidates_in_lists"] == sum(sizes)
+
+
+def test_selection_keeps_top_and_bottom(workspace, tmp_path):
+    run_dir = tmp_path / "run"
+    run(workspace, run_dir, "positives=1", "negatives=2", "memorization=all", "iterations=2")
+    store = {}
+    for s in range(2):
+        for r in read_records(run_dir / "candidates" / f"iter_{s}.jsonl"):
+            store.setdefault(r.prompt_id, {})[r.response] = r.score
+    for item in read_lists(run_dir, 1):
+        pool = sorted(store[item["prompt_id"]].values(), reverse=True)
+        assert len(item["responses"]) == min(3, len(pool))
+        if len(pool) >= 3:
+            assert item["scores"][0] == pool[0]
+            assert sorted(item["scores"][1:]) == sorted(pool[-2:])
+
+
+def test_temperature_schedule_and_related_negatives(workspace, tmp_path):
+    run_dir = tmp_path / "run"
+    manifest = run(
+        workspace, run_dir, "temperature=[1.2, 0.7]", "negative_source=related", "positives=1", "negatives=2"
+    )
+    for s, temperature in enumerate([1.2, 0.7]):
+        records = read_records(run_dir / "candidates" / f"iter_{s}.jsonl")
+        policy = [r for r in records if r.source == "policy"]
+        related = [r for r in records if r.source == "related"]
+        assert {r.temperature for r in policy} == {temperature}
+        assert len(related) == manifest["completed"][str(s)]["generate"]["external_negatives"] > 0
+        own = {(r.prompt_id, r.response) for r in policy}
+        assert not any((r.prompt_id, r.response) in own for r in related)
+    for item in read_lists(run_dir, 1):
+        assert item["sources"][0] == "policy" or item["scores"][0] >= max(item["scores"])
+        assert "related" in item["sources"]
+
+
+def test_rerun_of_a_finished_run_changes_nothing(workspace, tmp_path):
+    run_dir = tmp_path / "run"
+    run(workspace, run_dir, "iterations=1")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "log.jsonl"}
+    manifest = run(workspace, run_dir, "iterations=2")  # extending a run resumes it
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p in before}
+    assert {p: b for p, b in after.items() if p.name != "manifest.json"} == {
+        p: b for p, b in before.items() if p.name != "manifest.json"
+    }
+    assert set(manifest["completed"]) == {"0", "1"}
