@@ -9,22 +9,10 @@ from larpo.loop import LarpoRun
 from larpo.losses import OBJECTIVES
 from larpo.run_config import load_run_config
 from larpo.store import read_records
-from larpo.tiny import char_tokenizer, tiny_llama
 
 REWARD = str(Path(__file__).with_name("rewards_for_tests.py")) + ":digit_overlap"
 PROMPTS = 8
 K = 4
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loop")
-    tokenizer = char_tokenizer("0123456789+=", root / "model")
-    tiny_llama(len(tokenizer), hidden_size=32, seed=0).save_pretrained(root / "model")
-    with open(root / "prompts.jsonl", "w") as handle:
-        for i in range(PROMPTS):
-            handle.write(json.dumps({"id": f"q{i}", "prompt": f"{10 + i}+{20 + 3 * i}="}) + "\n")
-    return root
 
 
 def settings(workspace, run_dir, *overrides):

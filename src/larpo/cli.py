@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -80,11 +79,12 @@ def train(
     from larpo.data import tokenize_list
     from larpo.jsonl import read_ranked_lists
     from larpo.model_io import load_policy
+    from larpo.run_config import read_yaml_mapping
     from larpo.trainer import ListwiseTrainer
 
     if (output / "config.json").exists() and not overwrite:
         raise InputError(f"{output}: already holds a model; pass --overwrite or choose another directory")
-    settings = read_yaml_config(config) if config else {}
+    settings = read_yaml_mapping(config) if config else {}
     flags = {
         "objective": objective,
         "beta": beta,
@@ -177,7 +177,7 @@ def score(
     import dataclasses as dc
 
     from larpo.rewards import load_reranker
-    from larpo.store import read_records, write_records_atomic
+    from larpo.store import group_by_prompt, read_records, write_records_atomic
 
     if output.exists():
         raise InputError(f"{output}: exists; choose another output file")
@@ -185,9 +185,7 @@ def score(
         raise InputError(f"{candidates}: file not found")
     records = read_records(candidates)
     reranker = load_reranker(reward)
-    groups: dict[str, list[int]] = {}
-    for position, record in enumerate(records):
-        groups.setdefault(record.prompt_id, []).append(position)
+    groups = group_by_prompt(records)
     scores = reranker.score(
         [records[g[0]].prompt for g in groups.values()],
         [[records[i].response for i in g] for g in groups.values()],
@@ -215,23 +213,6 @@ def listwise_config(**settings: Any):
         return ListwiseConfig(**{**defaults, **settings})
     except (ValueError, TypeError) as error:
         raise InputError(str(error).splitlines()[0]) from None
-
-
-def read_yaml_config(path: Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; anything else is an InputError."""
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the config ({error})") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise InputError(f"{path}: a config must be a mapping of settings, got {type(loaded).__name__}")
-    return loaded
 
 
 def main() -> None:

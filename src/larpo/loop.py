@@ -53,7 +53,14 @@ from larpo.prompts import Prompt, load_prompts
 from larpo.reference import response_logps
 from larpo.rewards import Reranker, load_reranker
 from larpo.run_config import RunConfig
-from larpo.store import CandidateRecord, CandidateStore, atomic_write_json, atomic_write_text, read_records
+from larpo.store import (
+    CandidateRecord,
+    CandidateStore,
+    atomic_write_json,
+    atomic_write_text,
+    group_by_prompt,
+    read_records,
+)
 from larpo.store import write_records_atomic as write_records
 from larpo.trainer import ListwiseTrainer
 
@@ -90,6 +97,7 @@ class LarpoRun:
     def execute(self) -> dict[str, Any]:
         """Run every unfinished stage of every iteration; return the manifest's data."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.manifest.save()
         stages: dict[str, Callable[[int], dict[str, Any]]] = {
             "generate": self.generate,
             "score": self.score,
@@ -216,9 +224,7 @@ class LarpoRun:
         parts = self.store.path(s).with_suffix(".scores")
         if any(r.score is None for r in records):
             parts.mkdir(parents=True, exist_ok=True)
-            groups: dict[str, list[int]] = {}
-            for position, record in enumerate(records):
-                groups.setdefault(record.prompt_id, []).append(position)
+            groups = group_by_prompt(records)
             chunks = self._chunks(list(groups.values()), self.config.generation_batch_size)
             scores: list[float | None] = [None] * len(records)
             with Progress(console=self.console, transient=True) as progress:

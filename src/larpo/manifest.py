@@ -51,6 +51,10 @@ class Manifest:
         data["config"] = config
         return cls(path, data)
 
+    def save(self) -> None:
+        """Write the manifest atomically (done before the first stage, so the run is recognised)."""
+        atomic_write_json(self.path, self.data)
+
     def done(self, iteration: int, stage: str) -> bool:
         return stage in self.data["completed"].get(str(iteration), {})
 
@@ -62,4 +66,4 @@ class Manifest:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         self.data["completed"].setdefault(str(iteration), {})[stage] = stats
-        atomic_write_json(self.path, self.data)
+        self.save()

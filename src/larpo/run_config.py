@@ -137,7 +137,7 @@ def load_run_config(
     """
     settings: dict[str, Any] = {}
     if path is not None:
-        settings.update(_read_yaml(Path(path)))
+        settings.update(read_yaml_mapping(Path(path)))
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -156,7 +156,8 @@ def load_run_config(
     return RunConfig(**settings)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; anything else is an InputError."""
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

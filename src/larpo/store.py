@@ -135,6 +135,14 @@ def _encode(records: Iterable[CandidateRecord]) -> bytes:
     return "".join(record.to_json() + "\n" for record in records).encode("utf-8")
 
 
+def group_by_prompt(records: Iterable[CandidateRecord]) -> dict[str, list[int]]:
+    """Positions of each prompt's records, prompts in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for position, record in enumerate(records):
+        groups.setdefault(record.prompt_id, []).append(position)
+    return groups
+
+
 def append_records(path: str | os.PathLike[str], records: Iterable[CandidateRecord]) -> None:
     """Append ``records`` as complete lines in one write, then fsync.
 

@@ -1,0 +1,142 @@
+"""`larpo run`, `generate` and `score` from the command line: results, and bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from larpo.store import read_records
+from tests.rewards_for_tests import digit_overlap
+from tests.test_cli import run_cli
+from tests.test_loop import settings
+
+HERE = Path(__file__).parent
+
+
+def run_args(workspace, run_dir, *overrides):
+    args = ["run"]
+    for item in settings(workspace, run_dir, "iterations=1", *overrides):
+        args += ["--set", item]
+    return args
+
+
+def test_run_prints_a_summary_per_iteration(monkeypatch, capsys, workspace, tmp_path):
+    code, out, err = run_cli(monkeypatch, capsys, *run_args(workspace, tmp_path / "run"))
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    generated = manifest["completed"]["0"]["generate"]
+    assert f"iter 0: {generated['candidates']} candidates ({generated['duplicates']} duplicates)" in err
+    assert "finished 1 iterations" in out
+
+
+def test_generate_score_train_as_separate_stages(monkeypatch, capsys, workspace, tmp_path):
+    prompts = workspace / "prompts.jsonl"
+    candidates, scored = tmp_path / "candidates.jsonl", tmp_path / "scored.jsonl"
+    code, out, err = run_cli(
+        monkeypatch, capsys, "generate", "--model", workspace / "model", "--prompts", prompts, "--output",
+        candidates, "--num-candidates", "3", "--max-new-tokens", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    records = read_records(candidates)
+    assert f"wrote {len(records)} candidates for 8 prompts" in out
+    assert all(r.score is None for r in records) and 8 <= len(records) <= 24
+
+    code, out, err = run_cli(
+        monkeypatch, capsys, "score", "--reward", f"{HERE / 'rewards_for_tests.py'}:digit_overlap",
+        "--candidates", candidates, "--output", scored,
+    )  # fmt: skip
+    assert code == 0, err
+    for record in read_records(scored):
+        assert record.score == digit_overlap(record.prompt, [record.response])[0]
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+BAD_RUNS = [
+    ("missing config", lambda w, t: ["run", "--config", t / "nope.yaml"], "nope.yaml: config file not found"),
+    ("bad yaml", lambda w, t: ["run", "--config", write(t / "c.yaml", "a: [1\n")], "c.yaml: not valid YAML"),
+    ("unknown key", lambda w, t: ["--set", "lerning_rate=1e-6"], "unknown key 'lerning_rate' (did you mean 'learning_rate'?)"),
+    ("unknown objective", lambda w, t: ["--set", "objective=dpo"], "'objective' must be one of contrastive, ipo, lambdarank"),
+    ("wrong type", lambda w, t: ["--set", "num_candidates=many"], "'num_candidates' must be an integer, got str 'many'"),
+    ("zero list size", lambda w, t: ["--set", "num_candidates=0"], "'num_candidates' must be at least 1, got 0"),
+    ("greedy k>1", lambda w, t: ["--set", "temperature=0"], "temperature 0 gives one distinct sample"),
+    ("missing prompts", lambda w, t: ["--set", f"prompts={t / 'none.jsonl'}"], "none.jsonl: file not found"),
+    ("malformed prompts", lambda w, t: ["--set", f"prompts={write(t / 'p.jsonl', json.dumps({'prompt': 'a'}) + chr(10) + '{x' + chr(10))}"],
+     "p.jsonl:2: malformed JSON"),
+    ("empty prompts", lambda w, t: ["--set", f"prompts={write(t / 'p.jsonl', chr(10))}"], "p.jsonl: no records"),
+    ("prompt not a string", lambda w, t: ["--set", f"prompts={write(t / 'p.jsonl', json.dumps({'prompt': 3}))}"],
+     "record 1: 'prompt' must be a string"),
+    ("duplicate ids", lambda w, t: ["--set", f"prompts={write(t / 'p.jsonl', chr(10).join([json.dumps({'id': 1, 'prompt': 'a'})] * 2))}"],
+     "duplicate prompt id '1'"),
+    ("reward module missing", lambda w, t: ["--set", "reward=no_such_module_xyz:f"], "no_such_module_xyz"),
+    ("reward file missing", lambda w, t: ["--set", f"reward={t / 'r.py'}:f"], "r.py"),
+    ("model not a model", lambda w, t: ["--set", f"model={t}"], "not a Hugging Face model directory"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "make_args", "message"), BAD_RUNS, ids=[b[0] for b in BAD_RUNS])
+def test_bad_run_input_exits_2_without_creating_the_run(
+    monkeypatch, capsys, workspace, tmp_path, name, make_args, message
+):
+    run_dir = tmp_path / "run"
+    extra = make_args(workspace, tmp_path)
+    args = extra if extra[0] == "run" else run_args(workspace, run_dir) + extra
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("larpo: error: ")
+    assert message in err
+    assert not run_dir.exists()
+
+
+def test_bad_reward_output_stops_the_run_cleanly_and_a_fixed_reward_resumes(
+    monkeypatch, capsys, workspace, tmp_path
+):
+    reward = tmp_path / "reward.py"
+    reward.write_text("def score(prompt, responses):\n    return [0.0] * (len(responses) + 1)\n")
+    run_dir = tmp_path / "run"
+    args = run_args(workspace, run_dir, f"reward={reward}:score")
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "expected" in err and "scores" in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert list(manifest["completed"]["0"]) == ["generate"]  # generated samples are kept
+    kept = (run_dir / "candidates" / "iter_0.jsonl").read_bytes()
+
+    reward.write_text("def score(prompt, responses):\n    return [float('nan')] * len(responses)\n")
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and "non-finite" in err and "10+20=" in err
+    assert (run_dir / "candidates" / "iter_0.jsonl").read_bytes() == kept
+
+    reward.write_text("def score(prompt, responses):\n    return [float(len(r)) for r in responses]\n")
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    records = read_records(run_dir / "candidates" / "iter_0.jsonl")
+    assert [r.response for r in records] == [r.response for r in read_records_bytes(kept, tmp_path)]
+    assert all(r.score == float(len(r.response)) for r in records)
+
+
+def read_records_bytes(data, tmp_path):
+    path = tmp_path / "copy.jsonl"
+    path.write_bytes(data)
+    return read_records(path)
+
+
+def test_resume_with_other_settings_is_refused(monkeypatch, capsys, workspace, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(monkeypatch, capsys, *run_args(workspace, run_dir))[0] == 0
+    before = (run_dir / "manifest.json").read_bytes()
+    code, _, err = run_cli(monkeypatch, capsys, *run_args(workspace, run_dir, "beta=0.5"))
+    assert code == 2 and "started with other settings (beta)" in err
+    assert (run_dir / "manifest.json").read_bytes() == before
+
+
+def test_output_dir_that_is_not_a_run_is_refused(monkeypatch, capsys, workspace, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(monkeypatch, capsys, *run_args(workspace, tmp_path / "run"))
+    assert code == 2 and "is not a larpo run directory" in err
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["notes.txt"]
