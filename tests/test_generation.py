@@ -117,7 +117,10 @@ def test_deduplicate_keeps_first_occurrence_order_and_flag():
         [["a", "b", "a", "c", "b"], ["x", "x"]], [[False, True, True, False, False], [True, False]]
     )
     assert out == Generations(
-        responses=[["a", "b", "c"], ["x"]], finished=[[False, True, False], [True]], duplicates=3
+        responses=[["a", "b", "c"], ["x"]],
+        finished=[[False, True, False], [True]],
+        duplicates=3,
+        counts=[[2, 2, 1], [2]],
     )
 
 

@@ -64,7 +64,8 @@ def test_two_iterations_with_each_objective(workspace, tmp_path, objective):
     check_store(run_dir, manifest)
     for s in range(2):
         stages = manifest["completed"][str(s)]
-        assert list(stages) == ["generate", "score", "lists", "train"]
+        assert list(stages) == ["generate", "score", "lists", "train", "eval"]
+        assert stages["eval"] == {"skipped": True}  # no eval_prompts
         lists = read_lists(run_dir, s)
         assert len(lists) == stages["lists"]["lists_built"] > 0
         assert stages["train"]["steps"] == -(-len(lists) // 4)
@@ -153,3 +154,30 @@ def test_rerun_of_a_finished_run_changes_nothing(workspace, tmp_path):
         p: b for p, b in before.items() if p.name != "manifest.json"
     }
     assert set(manifest["completed"]) == {"0", "1"}
+
+
+def test_held_out_evaluation_after_each_iteration(workspace, tmp_path):
+    from tests.rewards_for_tests import digit_overlap
+
+    run_dir = tmp_path / "run"
+    manifest = run(
+        workspace, run_dir, f"eval_prompts={workspace / 'prompts.jsonl'}", "eval_samples=4", "eval_ks=[1, 4]",
+        "eval_every=2", "iterations=2",
+    )  # fmt: skip
+    assert set(manifest["completed"]) == {"-1", "0", "1"}
+    assert manifest["completed"]["0"]["eval"] == {"skipped": True}  # every 2nd iteration (and the last)
+    for name, key in (("initial.json", "-1"), ("iter_1.json", "1")):
+        result = json.loads((run_dir / "eval" / name).read_text())
+        prompts = [
+            json.loads(line)["prompt"] for line in (workspace / "prompts.jsonl").read_text().splitlines()
+        ]
+        correct = [
+            digit_overlap(p, [o])[0] >= 1.0 for p, o in zip(prompts, result["greedy_outputs"], strict=True)
+        ]
+        assert result["greedy_accuracy"] == sum(correct) / len(correct)
+        assert manifest["completed"][key]["eval"]["greedy_accuracy"] == result["greedy_accuracy"]
+        assert set(result["pass_at_k"]) == {"1", "4"}
+        assert result["pass_at_k"]["1"] <= result["pass_at_k"]["4"]
+        assert len(result["recall_curve"]["1.0"]) == 4
+    assert "ndcg" not in manifest["completed"]["-1"]["eval"]  # the initial policy is its own reference
+    assert 0.0 <= manifest["completed"]["1"]["eval"]["ndcg"] <= 1.0

@@ -198,6 +198,83 @@ def score(
     print(f"scored {len(records)} candidates of {len(groups)} prompts; wrote {output}")
 
 
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Option(help="local Hugging Face model directory to evaluate")],
+    prompts: Annotated[Path, typer.Option(help="held-out prompts: JSONL with a 'prompt' field")],
+    reward: Annotated[
+        str, typer.Option(help="'module:function', 'file.py:function' or a reward model directory")
+    ],
+    output: Annotated[Path, typer.Option(help="directory for eval.json and the plots")] = Path("larpo_eval"),
+    num_samples: Annotated[int, typer.Option(help="samples per prompt for pass@k")] = 16,
+    temperature: Annotated[list[float] | None, typer.Option(help="sampling temperature (repeatable)")] = None,
+    k: Annotated[list[int] | None, typer.Option(help="k of pass@k (repeatable)")] = None,
+    max_new_tokens: int = 64,
+    threshold: Annotated[float, typer.Option(help="a response is correct when its reward is >= this")] = 1.0,
+    best_of: Annotated[int | None, typer.Option(help="also evaluate best-of-N reranking with this N")] = None,
+    baseline_model: Annotated[
+        Path | None, typer.Option(help="model whose greedy outputs the win rate is against")
+    ] = None,
+    alpaca_eval: Annotated[
+        Path | None, typer.Option(help="also write AlpacaEval model_outputs.json here")
+    ] = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    dtype: str = "auto",
+) -> None:
+    """Evaluate a policy as a retriever: greedy accuracy, pass@k curves, reward, best-of-N, win rate."""
+    from larpo.evaluation import EvalSettings, evaluate_policy, export_alpaca_eval
+    from larpo.generation import TransformersGenerator
+    from larpo.model_io import load_policy
+    from larpo.plots import plot_recall_curves
+    from larpo.prompts import load_prompts
+    from larpo.rewards import load_reranker
+    from larpo.store import atomic_write_json
+
+    settings = EvalSettings(
+        num_samples=num_samples,
+        temperatures=temperature or [1.0],
+        ks=k or [x for x in (1, 4, 16) if x <= num_samples],
+        max_new_tokens=max_new_tokens,
+        correct_threshold=threshold,
+        best_of=best_of,
+        seed=seed,
+    )
+    items = load_prompts(prompts)
+    reranker = load_reranker(reward)
+    policy, tokenizer = load_policy(model, dtype)
+    baseline = None
+    if baseline_model is not None:
+        baseline = TransformersGenerator(*load_policy(baseline_model, dtype), batch_size=batch_size)
+    texts = [p.text for p in items]
+    result = evaluate_policy(TransformersGenerator(policy, tokenizer, batch_size=batch_size), reranker, texts, settings,
+                             baseline=baseline)  # fmt: skip
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output / "eval.json", result)
+    plot_recall_curves(result["recall_curve"], output / "pass_at_n.png", f"{model.name}")
+    if alpaca_eval is not None:
+        export_alpaca_eval(alpaca_eval, texts, result["greedy_outputs"], model.name)
+    table = Table("metric", "value")
+    table.add_row("greedy accuracy", f"{result['greedy_accuracy']:.4f}")
+    table.add_row("mean reward (greedy)", f"{result['mean_reward']:.4f}")
+    for key, value in result["pass_at_k"].items():
+        table.add_row(f"pass@{key} (T={settings.temperatures[0]})", f"{value:.4f}")
+    if "best_of_n" in result:
+        table.add_row(f"best-of-{best_of} accuracy", f"{result['best_of_n']['accuracy']:.4f}")
+    if "win_rate" in result:
+        table.add_row("win rate vs baseline", f"{result['win_rate']:.4f}")
+    Console().print(table)
+    print(f"wrote {output / 'eval.json'} and {output / 'pass_at_n.png'}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a larpo run directory")]) -> None:
+    """Gather every iteration of a run into report.md with plots."""
+    from larpo.report import write_report
+
+    print(f"wrote {write_report(run_dir)}")
+
+
 def listwise_config(**settings: Any):
     """A ListwiseConfig from plain settings; unknown keys and invalid values become InputError."""
     from larpo.config import ListwiseConfig

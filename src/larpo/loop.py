@@ -9,6 +9,8 @@ For s = 0..T-1, each stage writes its output atomically, then is recorded in the
   candidates, and reference log-probs are computed (cached in the store when the reference is the
   initial model). -> ``iter_<s>/lists.jsonl``
 - ``train``: the policy is trained on the lists with the ranking objective. -> ``iter_<s>/model``
+- ``eval`` (with ``eval_prompts``): greedy accuracy, pass@k and ranking quality on held-out prompts.
+  -> ``eval/iter_<s>.json`` (the initial model's is ``eval/initial.json``, iteration -1 in the manifest)
 
 Generation and scoring work in chunks saved as separate files, so a crash loses at most one chunk;
 re-running the same command resumes after the last finished stage (or chunk) and ends with the same
@@ -45,6 +47,7 @@ from larpo.candidates import (
 from larpo.config import ListwiseConfig
 from larpo.data import tokenize_list
 from larpo.errors import InputError
+from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_lists, ranking_quality
 from larpo.faults import fault_point
 from larpo.generation import SamplingParams, TransformersGenerator
 from larpo.manifest import STAGES, Manifest
@@ -81,6 +84,8 @@ class LarpoRun:
                 f"{len(self.prompts)} prompts"
             )
         self.reranker: Reranker = load_reranker(config.reward)
+        self.eval_prompts = load_prompts(config.eval_prompts) if config.eval_prompts else []
+        self.eval_reranker = load_reranker(config.eval_reward) if config.eval_reward else self.reranker
         self._policy_cache: dict[str, Any] = {}
         self.policy(config.model)  # a model directory that does not load fails here
         if (
@@ -103,7 +108,10 @@ class LarpoRun:
             "score": self.score,
             "lists": self.build,
             "train": self.train,
+            "eval": self.evaluate,
         }
+        if self.eval_prompts and not self.manifest.done(-1, "eval"):
+            self.manifest.mark(-1, "eval", self.evaluate(-1))
         for s in range(self.config.iterations):
             for stage in STAGES:
                 if self.manifest.done(s, stage):
@@ -123,11 +131,15 @@ class LarpoRun:
         li, tr = self.manifest.stats(s, "lists"), self.manifest.stats(s, "train")
         loss = f"{tr['loss']:.4f}" if tr.get("loss") is not None else "-"
         accuracy = f"{tr['ranking_accuracy']:.3f}" if tr.get("ranking_accuracy") is not None else "-"
-        return (
+        line = (
             f"iter {s}: {g['candidates']} candidates ({g['duplicates']} duplicates), "
             f"{li['lists_built']} lists ({li['skipped_too_few'] + li['dropped_all_tied']} skipped), "
             f"loss {loss}, ranking acc {accuracy}, mean reward {sc['mean_reward']:.4f}"
         )
+        ev = self.manifest.stats(s, "eval")
+        if "greedy_accuracy" in ev:
+            line += f", held-out greedy acc {ev['greedy_accuracy']:.3f}"
+        return line
 
     # ------------------------------------------------------------------ helpers
     def model_path(self, iteration: int) -> str:
@@ -381,6 +393,53 @@ class LarpoRun:
         staging.rename(model_dir)
         fault_point("train.saved")
         return stats
+
+    def evaluate(self, s: int) -> dict[str, Any]:
+        """Evaluate the policy after iteration ``s`` (-1: the initial model) on the held-out prompts."""
+        config = self.config
+        last = s == config.iterations - 1
+        if not self.eval_prompts or (s >= 0 and (s + 1) % config.eval_every and not last):
+            return {"skipped": True}
+        path = self.run_dir / "eval" / ("initial.json" if s < 0 else f"iter_{s}.json")
+        if not path.exists():
+            model, tokenizer = self.policy(self.model_path(s))
+            settings = EvalSettings(
+                num_samples=config.eval_samples,
+                temperatures=config.eval_temperatures,
+                ks=config.eval_ks,
+                max_new_tokens=config.max_new_tokens,
+                correct_threshold=config.eval_threshold,
+                seed=hash_seed(config.seed, "eval") % (2**31),
+            )
+            generator = TransformersGenerator(model, tokenizer, batch_size=config.generation_batch_size)
+            texts = [p.text for p in self.eval_prompts]
+            keep = s >= 0 and config.eval_ranking_prompts > 0
+            result = evaluate_policy(generator, self.eval_reranker, texts, settings, keep_samples=keep)
+            samples = result.pop("samples", None)
+            if samples:
+                result.update(self._held_out_ranking(s, texts, samples))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, result)
+        result = json.loads(path.read_text(encoding="utf-8"))
+        keys = ("greedy_accuracy", "mean_reward", "pass_at_k", "ndcg", "kendall_tau")
+        return {key: result[key] for key in keys if key in result}
+
+    def _held_out_ranking(self, s: int, prompts: list[str], samples: dict[str, list]) -> dict[str, Any]:
+        """NDCG / Kendall tau of the implicit reward on the policy's held-out sample lists."""
+        chosen = [
+            i for i, (responses, scores) in enumerate(zip(samples["responses"], samples["scores"], strict=True))
+            if len(responses) > 1 and len(set(scores)) > 1
+        ][: self.config.eval_ranking_prompts]  # fmt: skip
+        if not chosen:
+            return {"ndcg": None, "kendall_tau": None}
+        policy, tokenizer = self.policy(self.model_path(s))
+        reference_path = self.config.model if self.config.reference == "initial" else self.model_path(s - 1)
+        reference, _ = load_policy(reference_path, self.config.dtype)
+        rewards = implicit_rewards_of_lists(
+            policy, reference.to(policy.device), tokenizer, [prompts[i] for i in chosen],
+            [samples["responses"][i] for i in chosen], self.config.beta,
+        )  # fmt: skip
+        return ranking_quality(rewards, [samples["scores"][i] for i in chosen])
 
 
 class _FaultCallback(TrainerCallback):

@@ -15,10 +15,10 @@ from typing import Any
 from larpo.errors import InputError
 from larpo.store import atomic_write_json
 
-STAGES = ("generate", "score", "lists", "train")
+STAGES = ("generate", "score", "lists", "train", "eval")
 
 # Settings that may change between invocations of the same run without changing its results so far.
-RESUMABLE_CHANGES = frozenset({"iterations", "output_dir", "generation_batch_size"})
+RESUMABLE_CHANGES = frozenset({"iterations", "output_dir"})
 
 
 class Manifest:

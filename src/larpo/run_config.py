@@ -74,13 +74,26 @@ class RunConfig:
     warmup_ratio: float = _f(0.0, "fraction of each iteration's steps spent warming up, in [0, 1)")
     max_length: int | None = _f(None, "truncate prompt+response to this many tokens")
     dtype: str = _f("auto", "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
+    # evaluation on held-out prompts after iterations
+    eval_prompts: str | None = _f(
+        None, "held-out prompts (JSONL) evaluated before training and after iterations"
+    )
+    eval_every: int = _f(1, "evaluate after every n-th iteration (and always after the last)")
+    eval_samples: int = _f(16, "samples per held-out prompt for pass@k (Recall@k)")
+    eval_temperatures: list[float] = _f([1.0], "sampling temperatures of the pass@k evaluation")
+    eval_ks: list[int] = _f([1, 4, 16], "k values of pass@k (each <= eval_samples)")
+    eval_threshold: float = _f(1.0, "a response is correct when its reward is >= this")
+    eval_reward: str | None = _f(None, "reward for evaluation (default: the training reward)")
+    eval_ranking_prompts: int = _f(
+        200, "held-out prompts whose sample lists measure NDCG / Kendall tau (0: off)"
+    )
 
     def __post_init__(self) -> None:
         _check_types(self)
         for name in ("model", "prompts", "reward", "output_dir"):
             if not getattr(self, name):
                 raise InputError(f"config: '{name}' is required")
-        positive = ["iterations", "num_candidates", "max_new_tokens", "generation_batch_size", "batch_size",
+        positive = ["eval_every", "eval_samples", "iterations", "num_candidates", "max_new_tokens", "generation_batch_size", "batch_size",
                     "gradient_accumulation_steps", "prompts_per_iteration", "positives", "negatives",
                     "max_candidates", "max_length"]  # fmt: skip
         for name in positive:
@@ -117,6 +130,12 @@ class RunConfig:
             check_options(self.objective, self.objective_options)
         except ValueError as error:
             raise InputError(f"config: {error}") from None
+        if any(not 1 <= k <= self.eval_samples for k in self.eval_ks):
+            raise InputError(f"config: every eval_ks value must be in 1..eval_samples={self.eval_samples}")
+        if min(self.eval_temperatures) <= 0:
+            raise InputError("config: eval_temperatures must be positive")
+        if self.eval_ranking_prompts < 0:
+            raise InputError(f"config: 'eval_ranking_prompts' must be >= 0, got {self.eval_ranking_prompts}")
         if (self.positives is None) != (self.negatives is None):
             raise InputError("config: set both 'positives' and 'negatives', or neither")
         if self.negative_source != "policy" and self.negatives is None:

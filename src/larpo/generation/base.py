@@ -70,24 +70,30 @@ class Generations:
             ``max_new_tokens``.
         duplicates: total number of exact duplicate samples removed over all prompts, so
             ``sum(map(len, responses)) + duplicates == num_samples * len(prompts)``.
+        counts: parallel to ``responses``: how many of the raw samples were this response (for
+            unbiased pass@k, which counts duplicates).
     """
 
     responses: list[list[str]]
     finished: list[list[bool]]
     duplicates: int
+    counts: list[list[int]]
 
 
 def deduplicate(samples: list[list[str]], finished: list[list[bool]]) -> Generations:
     """Drop exact duplicate responses per prompt, keeping the first occurrence and its ``finished`` flag."""
-    kept_responses, kept_finished, duplicates = [], [], 0
+    kept_responses, kept_finished, kept_counts, duplicates = [], [], [], 0
     for row, flags in zip(samples, finished, strict=True):
         first: dict[str, bool] = {}
+        counts: dict[str, int] = {}
         for response, flag in zip(row, flags, strict=True):
             first.setdefault(response, flag)
+            counts[response] = counts.get(response, 0) + 1
         kept_responses.append(list(first))
         kept_finished.append(list(first.values()))
+        kept_counts.append([counts[r] for r in first])
         duplicates += len(row) - len(first)
-    return Generations(kept_responses, kept_finished, duplicates)
+    return Generations(kept_responses, kept_finished, duplicates, kept_counts)
 
 
 class Generator(ABC):

@@ -1,0 +1,48 @@
+"""PNG plots of evaluation results (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_recall_curves(curves: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
+    """pass@N (Recall@N) against N, one line per sampling temperature (the paper's Figure 5)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for temperature, values in curves.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=f"T = {temperature}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N (samples)")
+    ax.set_ylabel("pass@N (Recall@N)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "Policy as a retriever")
+    return _save(fig, path)
+
+
+def plot_iteration_curves(rows: list[dict[str, float | None]], metrics: list[str], path: str | Path) -> Path:
+    """One panel per metric against iteration (``rows[i]`` holds ``iteration`` and the metrics)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), dpi=120, squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        points = [(r["iteration"], r[metric]) for r in rows if r.get(metric) is not None]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o")
+        ax.set_title(metric)
+        ax.set_xlabel("iteration (-1 = start)")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,33 @@
+"""The built-in arithmetic demo task: problems, rewards, a tiny policy and its SFT warm-up.
+
+Prompts look like ``37+85=`` and the completion is the decimal answer followed by EOS. Rewards are
+named in configs as ``larpo.tasks.arithmetic:exact_match`` or ``larpo.tasks.arithmetic:graded_reward``.
+"""
+
+from larpo.tasks.arithmetic.model import ALPHABET, build_model, build_tokenizer
+from larpo.tasks.arithmetic.problems import (
+    DEFAULT_KIND,
+    KINDS,
+    answer,
+    make_problems,
+    train_and_heldout_splits,
+)
+from larpo.tasks.arithmetic.rewards import exact_match, graded_reward
+from larpo.tasks.arithmetic.supervised import SFTRecord, answer_budget, greedy_accuracy, sft
+
+__all__ = [
+    "ALPHABET",
+    "DEFAULT_KIND",
+    "KINDS",
+    "SFTRecord",
+    "answer",
+    "answer_budget",
+    "build_model",
+    "build_tokenizer",
+    "exact_match",
+    "graded_reward",
+    "greedy_accuracy",
+    "make_problems",
+    "sft",
+    "train_and_heldout_splits",
+]
