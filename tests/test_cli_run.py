@@ -49,6 +49,17 @@ def test_generate_score_train_as_separate_stages(monkeypatch, capsys, workspace,
     for record in read_records(scored):
         assert record.score == digit_overlap(record.prompt, [record.response])[0]
 
+    code, out, err = run_cli(
+        monkeypatch, capsys, "train", "--model", workspace / "model", "--data", scored, "--output",
+        tmp_path / "trained", "--batch-size", "4", "--epochs", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    by_prompt = {}
+    for record in read_records(scored):
+        by_prompt.setdefault(record.prompt_id, set()).add(record.score)
+    rankable = sum(len(scores) > 1 for scores in by_prompt.values())
+    assert f"trained on {rankable} lists" in out
+
 
 def write(path, text):
     path.write_text(text)

@@ -59,7 +59,12 @@ def tiny_model(
 @app.command()
 def train(
     model: Annotated[Path, typer.Option(help="local Hugging Face model directory (the policy)")],
-    data: Annotated[Path, typer.Option(help="JSONL of ranked lists: prompt, responses, scores")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="JSONL of ranked lists (prompt, responses, scores) or scored candidates (larpo score)"
+        ),
+    ],
     output: Annotated[Path, typer.Option(help="directory for the trained model and its logs")],
     config: Annotated[Path | None, typer.Option(help="YAML of ListwiseConfig fields")] = None,
     objective: Annotated[str | None, typer.Option(help="objective name (see `larpo objectives`)")] = None,
@@ -77,7 +82,6 @@ def train(
 ) -> None:
     """Train a policy on fixed ranked candidate lists with a ranking objective."""
     from larpo.data import tokenize_list
-    from larpo.jsonl import read_ranked_lists
     from larpo.model_io import load_policy
     from larpo.run_config import read_yaml_mapping
     from larpo.trainer import ListwiseTrainer
@@ -97,7 +101,7 @@ def train(
     }
     settings.update({key: value for key, value in flags.items() if value is not None})
     args = listwise_config(output_dir=str(output), **settings)
-    rows = read_ranked_lists(data)
+    rows = read_training_lists(data)
     policy, tokenizer = load_policy(model, dtype)
     examples = [tokenize_list(tokenizer, r["prompt"], r["responses"], r.get("scores")) for r in rows]
     trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
@@ -273,6 +277,24 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a larpo run directory")
     from larpo.report import write_report
 
     print(f"wrote {write_report(run_dir)}")
+
+
+def read_training_lists(path: Path) -> list[dict[str, Any]]:
+    """Ranked lists from ``path``: a lists file, or a scored candidate file grouped by prompt."""
+    from larpo.candidates import ListSettings, build_lists
+    from larpo.jsonl import read_jsonl, read_ranked_lists
+    from larpo.store import read_records
+
+    first = read_jsonl(path)[0]
+    if "responses" in first:
+        return read_ranked_lists(path)
+    records = read_records(path)
+    if any(r.score is None for r in records):
+        raise InputError(f"{path}: candidates without a score; run `larpo score` first")
+    lists, stats = build_lists(records, max(r.iteration for r in records), ListSettings(memorization="all"))
+    if not lists:
+        raise InputError(f"{path}: no prompt has 2 differently scored candidates to rank")
+    return [{"prompt": x.prompt, "responses": x.responses, "scores": x.scores} for x in lists]
 
 
 def listwise_config(**settings: Any):
