@@ -24,6 +24,31 @@ app = typer.Typer(
 
 
 @app.command()
+def demo(
+    output: Annotated[Path, typer.Option(help="directory for the SFT model, the run and the report")] = Path(
+        "runs/demo"
+    ),
+    objective: Annotated[str, typer.Option(help="objective name (see `larpo objectives`)")] = "contrastive",
+    seed: int = 0,
+    iterations: Annotated[int | None, typer.Option(help="LarPO iterations (default: the demo's)")] = None,
+) -> None:
+    """Built-in demo: a tiny model learns arithmetic, then LarPO aligns it (CPU, a few minutes)."""
+    from larpo.demo import DemoSettings, run_demo
+    from larpo.losses import get_objective
+
+    try:
+        get_objective(objective)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    settings = DemoSettings(seed=seed, objective=objective)
+    if iterations is not None:
+        settings = dataclasses.replace(settings, iterations=iterations)
+    run_demo(output, settings)
+    print(f"wrote {output / 'report.json'}; the SFT model is {output / 'sft'}, the aligned one "
+          f"{output / 'run' / f'iter_{settings.iterations - 1}' / 'model'}")  # fmt: skip
+
+
+@app.command()
 def objectives() -> None:
     """List the registered objectives and their options."""
     from larpo.losses import OBJECTIVES

@@ -38,9 +38,11 @@ def iteration_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``report.md``, ``report_iterations.png`` and (with evaluations) ``report_recall.png``."""
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write ``report.md``, ``report_iterations.png`` and (with evaluations) ``report_recall.png`` into
+    ``out_dir`` (default: the run directory)."""
     run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
     rows = iteration_rows(run_dir)
     columns = [
         c for c in dict.fromkeys(k for row in rows for k in row) if any(r.get(c) is not None for r in rows)
@@ -58,7 +60,7 @@ def write_report(run_dir: str | Path) -> Path:
     metrics = [m for m in ("greedy_accuracy", "pass@1", "heldout_reward", "train_loss", "train_ranking_accuracy")
                if m in columns]  # fmt: skip
     if metrics:
-        plot_iteration_curves(rows, metrics, run_dir / "report_iterations.png")
+        plot_iteration_curves(rows, metrics, out_dir / "report_iterations.png")
         lines += ["", "![per-iteration metrics](report_iterations.png)"]
     evaluations = sorted((run_dir / "eval").glob("iter_*.json"), key=lambda p: int(p.stem.split("_")[1]))
     if evaluations:
@@ -67,7 +69,7 @@ def write_report(run_dir: str | Path) -> Path:
             last["recall_curve"], run_dir / "report_recall.png", f"after {evaluations[-1].stem}"
         )
         lines += ["", "![pass@N of the final policy](report_recall.png)"]
-    path = run_dir / "report.md"
+    path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
