@@ -100,15 +100,19 @@ def test_pairwise_matches_trl_dpo_sigmoid_formula():
 
 def test_scores_skip_tied_pairs():
     """Scores [1, 1, 0] on g = [2, 1, 0]: pair (0, 1) ties and is skipped.
-    lambdarank: log(1+e^-2) + log(1+e^-1); contrastive: negatives {2} only: log(e^2 + e^0) - 2;
+    lambdarank: log(1+e^-2) + log(1+e^-1);
+    contrastive: candidates 0 and 1 are both positives against the negative {2}, averaged:
+    ([lse(2,0) - 2] + [lse(1,0) - 1]) / 2 = (0.126928 + 0.313262) / 2 = 0.220095;
+    pairwise: the winner's place is shared by 0 and 1: (log(1+e^-2) + log(1+e^-1)) / 2, the same number;
     listmle: candidate 0 competes with {0, 2}, candidate 1 with {1, 2}: [lse(2,0) - 2] + [lse(1,0) - 1]."""
     scores = torch.tensor([[1.0, 1.0, 0.0]])
     assert lambdarank_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(
         softplus(-2.0) + softplus(-1.0), abs=1e-6
     )
-    assert contrastive_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(
-        lse(2.0, 0.0) - 2.0, abs=1e-6
-    )
+    two_positives = ((lse(2.0, 0.0) - 2.0) + (lse(1.0, 0.0) - 1.0)) / 2
+    assert two_positives == pytest.approx(0.220095, abs=1e-6)
+    assert contrastive_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(two_positives, abs=1e-6)
+    assert pairwise_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(two_positives, abs=1e-6)
     assert listmle_loss(G, ZERO, 1.0, scores=scores).item() == pytest.approx(
         (lse(2.0, 0.0) - 2.0) + (lse(1.0, 0.0) - 1.0), abs=1e-6
     )
@@ -186,6 +190,13 @@ def test_ipo_by_hand():
     """log-ratio margin h = (-1 - -2) - (-3 - -2) = 2, beta 0.1: (2 - 5)^2 = 9."""
     policy, reference = torch.tensor([[-1.0, -3.0]]), torch.tensor([[-2.0, -2.0]])
     assert ipo_loss(policy, reference, 0.1).item() == pytest.approx(9.0, abs=1e-5)
+
+
+def test_rft_averages_over_candidates_tied_for_best():
+    """Scores [1, 1, 0]: candidates 0 and 1 are both best: mean of 4/2 and 9/3 = 2.5."""
+    policy, lengths = torch.tensor([[-4.0, -9.0, -1.0]]), torch.tensor([[2.0, 3.0, 1.0]])
+    scores = torch.tensor([[1.0, 1.0, 0.0]])
+    assert rft_loss(policy, None, lengths=lengths, scores=scores).item() == pytest.approx(2.5, abs=1e-6)
 
 
 def test_rft_is_per_token_nll_of_best_only():

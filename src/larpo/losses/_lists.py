@@ -26,6 +26,8 @@ class RankedLists:
         rewards: ``[B, m]`` implicit rewards ``g = beta * (log pi - log pi_ref)``, 0 in padded slots.
         mask: ``[B, m]`` bool, True for real candidates.
         pairs: ``[B, m, m]`` bool, ``pairs[b, i, j]`` True when candidate i should rank above j.
+        best, worst: ``[B, m]`` bool: candidate 0 and the last real candidate, or with scores every
+            candidate tied with the best (worst) score, so that no result depends on the order of ties.
         policy_logps: ``[B, m]`` policy log-probs, 0 in padded slots.
         lengths: ``[B, m]`` response token counts (1 in padded slots), or None.
     """
@@ -33,6 +35,8 @@ class RankedLists:
     rewards: Tensor
     mask: Tensor
     pairs: Tensor
+    best: Tensor
+    worst: Tensor
     policy_logps: Tensor
     lengths: Tensor | None
 
@@ -86,10 +90,13 @@ def rank_lists(
             raise ValueError("length_normalize=True needs `lengths` (response token counts)")
         log_ratio = log_ratio / safe_lengths
 
+    best, worst = best_and_worst(mask, scores)
     return RankedLists(
         rewards=beta * log_ratio,
         mask=mask,
         pairs=preference_pairs(mask, scores),
+        best=best,
+        worst=worst,
         policy_logps=policy,
         lengths=safe_lengths,
     )
@@ -109,6 +116,20 @@ def preference_pairs(mask: Tensor, scores: Tensor | None = None) -> Tensor:
     zero = scores.new_zeros(())
     safe = torch.where(mask, scores, zero)
     return both_real & (safe.unsqueeze(2) > safe.unsqueeze(1))
+
+
+def best_and_worst(mask: Tensor, scores: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``[B, m]`` bool masks of the best and the worst candidates of each row.
+
+    Without scores: candidate 0 and the last real one. With scores: every real candidate whose score
+    equals the row's highest (lowest) score.
+    """
+    positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    if scores is None:
+        return positions == 0, positions == last_valid_index(mask).unsqueeze(1)
+    high = torch.where(mask, scores, scores.new_full((), float("-inf"))).amax(dim=1, keepdim=True)
+    low = torch.where(mask, scores, scores.new_full((), float("inf"))).amin(dim=1, keepdim=True)
+    return mask & (scores == high), mask & (scores == low)
 
 
 def masked_logsumexp(values: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
@@ -132,20 +153,27 @@ def last_valid_index(mask: Tensor) -> Tensor:
     return mask.sum(dim=1) - 1
 
 
-def winner_loser_margin(lists: RankedLists) -> tuple[Tensor, Tensor]:
-    """``[B]`` reward margin of candidate 0 over the last real one, and ``[B]`` whether they form a pair."""
-    loser = last_valid_index(lists.mask).unsqueeze(1)  # (B, 1)
-    margin = lists.rewards[:, 0] - lists.rewards.gather(1, loser).squeeze(1)
-    active = lists.pairs[:, 0, :].gather(1, loser).squeeze(1)
-    return margin, active
+def best_vs_worst_pairs(lists: RankedLists) -> tuple[Tensor, Tensor]:
+    """``[B, m, m]`` weights over (best, worst) pairs summing to 1 per row, and ``[B]`` active rows.
+
+    Without scores this is the single pair (candidate 0, last candidate); with tied best or worst
+    candidates, every (best, worst) pair shares the row's weight equally. A row whose best and worst tie
+    has no pair.
+    """
+    chosen = lists.best.unsqueeze(2) & lists.worst.unsqueeze(1) & lists.pairs  # (B, m, m)
+    counts = chosen.sum(dim=(1, 2))
+    weights = chosen / counts.clamp_min(1).view(-1, 1, 1).to(lists.rewards.dtype)
+    return weights, counts > 0
 
 
 def mean_nll_of_best(lists: RankedLists) -> Tensor:
-    """``[B]`` negative log-likelihood of candidate 0, per token when lengths are known."""
-    nll = -lists.policy_logps[:, 0]
+    """``[B]`` negative log-likelihood of the best candidate(s), per token when lengths are known
+    (averaged over candidates tied for best)."""
+    nll = -lists.policy_logps
     if lists.lengths is not None:
-        nll = nll / lists.lengths[:, 0]
-    return nll
+        nll = nll / lists.lengths
+    best = lists.best.to(nll.dtype)
+    return (torch.where(lists.best, nll, nll.new_zeros(())) * best).sum(dim=1) / best.sum(dim=1)
 
 
 def reduce_rows(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from larpo.losses._lists import rank_lists, reduce_rows, winner_loser_margin
+from larpo.losses._lists import RankedLists, best_vs_worst_pairs, rank_lists, reduce_rows
 
 
 def simpo_loss(
@@ -38,8 +38,11 @@ def simpo_loss(
     if lengths is None:
         raise ValueError("simpo needs `lengths` (response token counts) to average log-probs")
     lists = rank_lists(policy_logps, None, beta, mask, scores=scores, lengths=lengths, length_normalize=True)
-    margin, active = winner_loser_margin(lists)
-    return reduce_rows(-F.logsigmoid(margin - gamma), active, lists, nll_weight, reduction)
+    weights, active = best_vs_worst_pairs(lists)
+    margins = _pair_margins(lists)
+    return reduce_rows(
+        (weights * -F.logsigmoid(margins - gamma)).sum(dim=(1, 2)), active, lists, nll_weight, reduction
+    )
 
 
 def ipo_loss(
@@ -67,5 +70,11 @@ def ipo_loss(
         lengths=lengths,
         length_normalize=length_normalize,
     )
-    margin, active = winner_loser_margin(lists)
-    return reduce_rows((margin - 1.0 / (2.0 * beta)) ** 2, active, lists, nll_weight, reduction)
+    weights, active = best_vs_worst_pairs(lists)
+    squared = (_pair_margins(lists) - 1.0 / (2.0 * beta)) ** 2
+    return reduce_rows((weights * squared).sum(dim=(1, 2)), active, lists, nll_weight, reduction)
+
+
+def _pair_margins(lists: RankedLists) -> Tensor:
+    """``[B, m, m]`` reward margin ``g_i - g_j`` of every pair."""
+    return lists.rewards.unsqueeze(2) - lists.rewards.unsqueeze(1)

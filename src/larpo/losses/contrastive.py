@@ -5,6 +5,7 @@ Jin et al. 2025, Table 1 and Appendix F (the dense-retriever loss of Karpukhin e
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from larpo.losses._lists import masked_logsumexp, rank_lists, reduce_rows
@@ -30,8 +31,9 @@ def contrastive_loss(
         policy_logps, reference_logps: ``[B, m]`` sequence log-probs, rows sorted best-first.
         beta: implicit-reward scale.
         mask: ``[B, m]`` bool, True for real candidates (padding only at row ends).
-        scores: ``[B, m]`` reranker scores; candidates tied with candidate 0 are not negatives, and a
-            row with no negative left is skipped.
+        scores: ``[B, m]`` reranker scores; candidates tied for the best score are each a positive
+            (the loss averages over them, so their order does not matter) and none of them a negative;
+            a row with no negative left is skipped.
         lengths, length_normalize, nll_weight, reduction: as in :func:`larpo.losses.pairwise_loss`.
 
     Returns:
@@ -46,8 +48,11 @@ def contrastive_loss(
         lengths=lengths,
         length_normalize=length_normalize,
     )
-    negatives = lists.pairs[:, 0, :]  # (B, m)
-    in_softmax = negatives.clone()
-    in_softmax[:, 0] = True
-    row_loss = masked_logsumexp(lists.rewards, in_softmax) - lists.rewards[:, 0]
+    g = lists.rewards
+    negatives = (lists.best.unsqueeze(2) & lists.pairs).any(dim=1)  # (B, m): worse than the best
+    competitors = negatives.unsqueeze(1) | lists.best.diag_embed()  # (B, m, m): [b, positive p, j]
+    per_positive = masked_logsumexp(g.unsqueeze(1).expand_as(competitors), competitors) - g  # (B, m)
+    positives = lists.best.to(g.dtype)
+    per_positive = torch.where(lists.best, per_positive, g.new_zeros(()))
+    row_loss = (per_positive * positives).sum(dim=1) / positives.sum(dim=1)
     return reduce_rows(row_loss, negatives.any(dim=1), lists, nll_weight, reduction)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from larpo.losses._lists import rank_lists, reduce_rows, winner_loser_margin
+from larpo.losses._lists import best_vs_worst_pairs, rank_lists, reduce_rows
 
 
 def pairwise_loss(
@@ -31,7 +31,8 @@ def pairwise_loss(
         policy_logps, reference_logps: ``[B, m]`` sequence log-probs, rows sorted best-first.
         beta: implicit-reward scale.
         mask: ``[B, m]`` bool, True for real candidates (padding only at row ends).
-        scores: ``[B, m]`` reranker scores; a row whose winner and loser tie is skipped.
+        scores: ``[B, m]`` reranker scores; a row whose winner and loser tie is skipped, and tied
+            best (worst) candidates share the winner's (loser's) place equally.
         lengths: ``[B, m]`` response token counts (for ``length_normalize`` and ``nll_weight``).
         length_normalize: average log-prob per token instead of the sum (SimPO-style).
         nll_weight: add this times the per-token NLL of candidate 0 (RPO).
@@ -49,5 +50,7 @@ def pairwise_loss(
         lengths=lengths,
         length_normalize=length_normalize,
     )
-    margin, active = winner_loser_margin(lists)
-    return reduce_rows(-F.logsigmoid(margin), active, lists, nll_weight, reduction)
+    weights, active = best_vs_worst_pairs(lists)
+    g = lists.rewards
+    pair_loss = -F.logsigmoid(g.unsqueeze(2) - g.unsqueeze(1))  # (B, m, m): [b, winner, loser]
+    return reduce_rows((weights * pair_loss).sum(dim=(1, 2)), active, lists, nll_weight, reduction)

@@ -22,14 +22,15 @@ def rft_loss(
     nll_weight: float = 0.0,
     reduction: str = "mean",
 ) -> Tensor:
-    """``L = -log pi(y_0) / |y_0|`` (per token when ``lengths`` is given, else per sequence).
+    """``L = -log pi(y_best) / |y_best|`` (per token when ``lengths`` is given, else per sequence).
 
     Args:
         policy_logps: ``[B, m]`` sequence log-probs, rows sorted best-first; only column 0 is trained.
-        reference_logps, beta, scores: accepted for the common signature, unused.
+        reference_logps, beta: accepted for the common signature, unused.
+        scores: ``[B, m]`` reranker scores; candidates tied for the best score share the NLL equally.
         mask, lengths, reduction: as in :func:`larpo.losses.pairwise_loss`.
         nll_weight: extra weight on the same NLL term (the loss is then ``(1 + nll_weight) * NLL``).
     """
-    lists = rank_lists(policy_logps, None, beta, mask, lengths=lengths)
+    lists = rank_lists(policy_logps, None, beta, mask, scores=scores, lengths=lengths)
     nll = mean_nll_of_best(lists)
     return reduce_rows(nll, nll.new_ones(nll.shape, dtype=bool), lists, nll_weight, reduction)
