@@ -13,7 +13,7 @@ _PROMPT = re.compile(r"(\d+)([+\-*])(\d+)=")
 
 @dataclass(frozen=True)
 class _Shape:
-    """One operator with inclusive operand ranges."""
+    """One operator with inclusive operand ranges; its problems are numbered ``0 .. size - 1``."""
 
     op: str
     left: tuple[int, int]
@@ -21,28 +21,33 @@ class _Shape:
 
     @property
     def size(self) -> int:
-        """How many distinct prompts this shape can produce."""
-        return (self.left[1] - self.left[0] + 1) * (self.right[1] - self.right[0] + 1)
+        """How many distinct prompts this shape has."""
+        return (self.left[1] - self.left[0] + 1) * self._right_count
 
-    def sample(self, rng: random.Random) -> str:
-        return f"{rng.randint(*self.left)}{self.op}{rng.randint(*self.right)}="
+    @property
+    def _right_count(self) -> int:
+        return self.right[1] - self.right[0] + 1
+
+    def prompt(self, index: int) -> str:
+        """Problem number ``index``."""
+        left, right = divmod(index, self._right_count)
+        return f"{self.left[0] + left}{self.op}{self.right[0] + right}="
 
 
-_THREE_DIGITS = (100, 999)
+_TWO_DIGITS, _THREE_DIGITS = (10, 99), (100, 999)
+_ADD = _Shape("+", _TWO_DIGITS, _TWO_DIGITS)
+_SUB = _Shape("-", _TWO_DIGITS, _TWO_DIGITS)
+_MUL = _Shape("*", _THREE_DIGITS, (2, 9))
 KINDS: dict[str, tuple[_Shape, ...]] = {
-    "add": (_Shape("+", _THREE_DIGITS, _THREE_DIGITS),),
-    "sub": (_Shape("-", _THREE_DIGITS, _THREE_DIGITS),),
-    "mul": (_Shape("*", _THREE_DIGITS, (2, 9)),),
-    "mixed": (
-        _Shape("+", _THREE_DIGITS, _THREE_DIGITS),
-        _Shape("-", _THREE_DIGITS, _THREE_DIGITS),
-        _Shape("*", _THREE_DIGITS, (2, 9)),
-    ),
+    "add": (_ADD,),
+    "sub": (_SUB,),
+    "mul": (_MUL,),
+    "mixed": (_ADD, _SUB, _MUL),
 }
-"""Problem kinds: 3-digit ``+`` and ``-`` (answers may be negative), 3-digit times 1-digit ``*``
-(the multiplier is 2-9), and ``mixed``, each operator equally likely."""
+"""Problem kinds: 2-digit ``+``, 2-digit ``-`` (answers may be negative), 3-digit times 1-digit ``*``
+(multiplier 2-9), and ``mixed``: the three in equal shares."""
 
-DEFAULT_KIND = "add"
+DEFAULT_KIND = "mixed"
 
 
 def answer(prompt: str) -> str:
@@ -59,18 +64,26 @@ def answer(prompt: str) -> str:
 
 
 def make_problems(n: int, seed: int, *, kind: str = DEFAULT_KIND) -> list[str]:
-    """``n`` distinct prompts of ``kind`` (see :data:`KINDS`), drawn in a fixed order from ``seed``."""
+    """``n`` distinct prompts of ``kind`` (see :data:`KINDS`) in a seeded random order.
+
+    Each operator of the kind gets an equal share of ``n`` (the first ones one more when it does not
+    divide), drawn without replacement from all its problems.
+    """
     if kind not in KINDS:
         raise InputError(f"unknown arithmetic kind {kind!r}; choose from {sorted(KINDS)}")
     shapes = KINDS[kind]
-    capacity = sum(shape.size for shape in shapes)
-    if not 0 <= n <= capacity:
-        raise InputError(f"kind {kind!r} has {capacity} distinct problems; cannot draw {n}")
+    counts = [n // len(shapes) + (i < n % len(shapes)) for i in range(len(shapes))]
+    if n < 0 or any(count > shape.size for count, shape in zip(counts, shapes, strict=True)):
+        sizes = ", ".join(f"{shape.op} {shape.size}" for shape in shapes)
+        raise InputError(f"cannot draw {n} problems of kind {kind!r} in equal shares (per operator: {sizes})")
     rng = random.Random(seed)
-    prompts: dict[str, None] = {}
-    while len(prompts) < n:
-        prompts.setdefault(rng.choice(shapes).sample(rng))
-    return list(prompts)
+    prompts = [
+        shape.prompt(index)
+        for count, shape in zip(counts, shapes, strict=True)
+        for index in rng.sample(range(shape.size), count)
+    ]
+    rng.shuffle(prompts)
+    return prompts
 
 
 def train_and_heldout_splits(
