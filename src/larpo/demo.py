@@ -34,13 +34,13 @@ class DemoSettings:
     seed: int = 0
     objective: str = "contrastive"
     kind: str = arithmetic.DEFAULT_KIND
-    train_prompts: int = 4000
+    train_prompts: int = 12000
     heldout_prompts: int = 1000
-    sft_steps: int = 4000
+    sft_steps: int = 3000
     sft_batch_size: int = 64
-    sft_learning_rate: float = 3e-3
+    sft_learning_rate: float = 4e-4
     sft_target_accuracy: float = 0.5
-    sft_eval_prompts: int = 200
+    sft_validation_prompts: int = 200
     iterations: int = 4
     prompts_per_iteration: int = 500
     num_candidates: int = 8
@@ -81,16 +81,20 @@ def run_demo(output: Path, settings: DemoSettings, console: Console | None = Non
     """SFT, then LarPO iterations, then the before/after report; returns ``report.json``'s content."""
     console = console or Console(stderr=True)
     output.mkdir(parents=True, exist_ok=True)
-    train, heldout = arithmetic.train_and_heldout_splits(
-        settings.train_prompts, settings.heldout_prompts, settings.seed, kind=settings.kind
+    train, rest = arithmetic.train_and_heldout_splits(
+        settings.train_prompts,
+        settings.heldout_prompts + settings.sft_validation_prompts,
+        settings.seed,
+        kind=settings.kind,
     )
+    heldout, validation = rest[: settings.heldout_prompts], rest[settings.heldout_prompts :]
     for name, prompts in (("train_prompts.jsonl", train), ("heldout_prompts.jsonl", heldout)):
         atomic_write_text(output / name, "".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     max_new_tokens = arithmetic.answer_budget(train + heldout)
     if not (output / "sft" / "config.json").exists():
         console.print(f"supervised warm-up on {len(train)} problems (stops at held-out accuracy "
                       f"{settings.sft_target_accuracy:.0%})...")  # fmt: skip
-        _supervised_start(output, settings, train, heldout)
+        _supervised_start(output, settings, train, validation)
     LarpoRun(settings.run_config(output, max_new_tokens), console).execute()
     report = _report(output, settings)
     atomic_write_json(output / "report.json", report)
@@ -98,13 +102,14 @@ def run_demo(output: Path, settings: DemoSettings, console: Console | None = Non
     return report
 
 
-def _supervised_start(output: Path, settings: DemoSettings, train: list[str], heldout: list[str]) -> None:
+def _supervised_start(output: Path, settings: DemoSettings, train: list[str], validation: list[str]) -> None:
+    """SFT until greedy accuracy on a validation split (not the held-out set) reaches the target."""
     tokenizer = arithmetic.build_tokenizer()
     model = arithmetic.build_model(tokenizer, settings.seed)
     history = arithmetic.sft(
         model, tokenizer, train,
         steps=settings.sft_steps, batch_size=settings.sft_batch_size, learning_rate=settings.sft_learning_rate,
-        seed=settings.seed, eval_prompts=heldout[: settings.sft_eval_prompts],
+        seed=settings.seed, eval_prompts=validation,
         target_accuracy=settings.sft_target_accuracy,
     )  # fmt: skip
     staging = output / "sft.tmp"

@@ -51,19 +51,22 @@ def sft(
     seed: int,
     eval_prompts: list[str] | None = None,
     target_accuracy: float | None = None,
-    eval_every: int = 100,
+    eval_every: int = 25,
 ) -> list[SFTRecord]:
     """Train ``model`` in place with AdamW on ``prompt -> answer + EOS``, loss on the answer tokens only.
 
     Sequences use :func:`larpo.data.tokenize_list`'s layout, the one the preference stage sees. Batches
     are drawn from shuffled passes over ``train_prompts`` seeded by ``seed``. Every ``eval_every`` steps
     (and after the last) a history entry is recorded; with ``eval_prompts`` it carries their greedy
-    accuracy, and training stops early once that reaches ``target_accuracy``.
+    accuracy, and training stops early once that reaches ``target_accuracy``. The model is left in eval
+    mode. Returns the history.
     """
     if steps < 1 or batch_size < 1 or eval_every < 1:
         raise InputError(
             f"steps, batch_size and eval_every must be >= 1, got {steps}, {batch_size}, {eval_every}"
         )
+    if not train_prompts:
+        raise InputError("sft needs at least one training prompt")
     if target_accuracy is not None and not eval_prompts:
         raise InputError("target_accuracy needs eval_prompts to measure accuracy on")
     examples = [_example(tokenizer, prompt) for prompt in train_prompts]
@@ -75,7 +78,7 @@ def sft(
     losses: list[float] = []
     model.train()
     for step in range(1, steps + 1):
-        if len(order) < batch_size:
+        while len(order) < batch_size:
             order += rng.sample(range(len(examples)), len(examples))
         batch, order = order[:batch_size], order[batch_size:]
         loss = model(**_collate([examples[i] for i in batch], tokenizer.pad_token_id)).loss
