@@ -17,7 +17,7 @@ def plot_recall_curves(curves: dict[str, list[float]], path: str | Path, title: 
     for temperature, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=f"T = {temperature}")
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("N (samples)")
     ax.set_ylabel("pass@N (Recall@N)")
     ax.set_ylim(0, 1)

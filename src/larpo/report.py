@@ -66,7 +66,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     if evaluations:
         last = json.loads(evaluations[-1].read_text(encoding="utf-8"))
         plot_recall_curves(
-            last["recall_curve"], run_dir / "report_recall.png", f"after {evaluations[-1].stem}"
+            last["recall_curve"], out_dir / "report_recall.png", f"after {evaluations[-1].stem}"
         )
         lines += ["", "![pass@N of the final policy](report_recall.png)"]
     path = out_dir / "report.md"
