@@ -144,3 +144,16 @@ def test_objectives_lists_the_registry(monkeypatch, capsys):
     assert code == 0
     for name in ("pairwise", "contrastive", "lambdarank", "listmle", "simpo", "ipo", "rft"):
         assert name in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objective", "dpo"], "unknown objective 'dpo'"),
+        (["--reward", "fuzzy"], "unknown demo reward 'fuzzy'"),
+    ],
+)
+def test_demo_rejects_bad_choices_before_writing(monkeypatch, capsys, tmp_path, args, message):
+    code, _, err = run_cli(monkeypatch, capsys, "demo", "--output", tmp_path / "demo", *args)
+    assert code == 2 and message in err
+    assert not (tmp_path / "demo").exists()

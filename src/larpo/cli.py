@@ -31,6 +31,9 @@ def demo(
     objective: Annotated[str, typer.Option(help="objective name (see `larpo objectives`)")] = "contrastive",
     seed: int = 0,
     iterations: Annotated[int | None, typer.Option(help="LarPO iterations (default: the demo's)")] = None,
+    reward: Annotated[
+        str, typer.Option(help="graded (orders wrong answers too) or exact (exact match)")
+    ] = "graded",
 ) -> None:
     """Built-in demo: a tiny model learns arithmetic, then LarPO aligns it (CPU, a few minutes)."""
     from larpo.demo import DemoSettings, run_demo
@@ -40,7 +43,9 @@ def demo(
         get_objective(objective)
     except ValueError as error:
         raise InputError(str(error)) from None
-    settings = DemoSettings(seed=seed, objective=objective)
+    if reward not in ("graded", "exact"):
+        raise InputError(f"unknown demo reward {reward!r}; valid: graded, exact")
+    settings = DemoSettings(seed=seed, objective=objective, reward=reward)
     if iterations is not None:
         settings = dataclasses.replace(settings, iterations=iterations)
     run_demo(output, settings)

@@ -24,7 +24,7 @@ from larpo.run_config import RunConfig
 from larpo.store import atomic_write_json, atomic_write_text
 from larpo.tasks import arithmetic
 
-REWARD = "larpo.tasks.arithmetic:graded_reward"
+REWARDS = {"graded": "larpo.tasks.arithmetic:graded_reward", "exact": "larpo.tasks.arithmetic:exact_match"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class DemoSettings:
 
     seed: int = 0
     objective: str = "contrastive"
+    reward: str = "graded"
     kind: str = arithmetic.DEFAULT_KIND
     train_prompts: int = 12000
     heldout_prompts: int = 1000
@@ -56,7 +57,7 @@ class DemoSettings:
         return RunConfig(
             model=str(output / "sft"),
             prompts=str(output / "train_prompts.jsonl"),
-            reward=REWARD,
+            reward=REWARDS[self.reward],
             output_dir=str(output / "run"),
             iterations=self.iterations,
             prompts_per_iteration=self.prompts_per_iteration,
