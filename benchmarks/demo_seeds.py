@@ -1,13 +1,15 @@
-"""The demo over several seeds, against 2-sample iterative DPO and the RFT control at equal samples.
+"""The demo over several seeds, against 2-sample iterative DPO and two controls.
 
 Run: python benchmarks/demo_seeds.py [--seeds 0 1 2] [--output runs/bench_demo]
-Writes docs/benchmarks/demo.md and docs/benchmarks/demo.png.
+Writes docs/benchmarks/demo.md, demo.json and demo.png.
 
-Arms, all from the same SFT start per seed, drawing the same number of samples per iteration:
-- ``default``: the demo's settings (its objective, k candidates for `prompts_per_iteration` prompts);
-- ``dpo2``: pairwise (DPO) on 2 samples per prompt for k/2 times as many prompts (the paper's iterative
-  DPO baseline);
-- ``rft``: the `rft` control (NLL of the best candidate) on the very same sampling budget as default.
+Arms, all from the same SFT start per seed:
+- ``default``: ``larpo demo``'s settings (its objective, k candidates for `prompts_per_iteration` prompts);
+- ``dpo2``: pairwise (DPO) on 2 samples per prompt for k/2 times as many prompts, the paper's iterative
+  DPO baseline, at the same number of generated samples;
+- ``rft``: rejection-sampling fine-tuning on the same sampling budget: NLL of the best candidate, with
+  the exact-match reward so that only verified-correct answers are imitated (the strongest simple control);
+- ``sft``: continued SFT on the same demonstrations for as many optimizer steps as ``default`` took.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from larpo.demo import DemoSettings, run_demo
+from larpo.demo import REWARDS, DemoSettings, run_demo
 from larpo.loop import LarpoRun
 from larpo.plots import plot_iteration_curves
 from larpo.tasks import arithmetic
@@ -35,8 +38,36 @@ def arms(settings: DemoSettings, output: Path, max_new_tokens: int) -> dict:
             base, output_dir=str(output / "run_dpo2"), objective="pairwise", num_candidates=2,
             prompts_per_iteration=min(settings.train_prompts, settings.prompts_per_iteration * k // 2),
         ),
-        "rft": dataclasses.replace(base, output_dir=str(output / "run_rft"), objective="rft", nll_weight=0.0),
+        "rft": dataclasses.replace(
+            base, output_dir=str(output / "run_rft"), objective="rft", nll_weight=0.0, reward=REWARDS["exact"],
+        ),
     }  # fmt: skip
+
+
+def continued_sft(output: Path, settings: DemoSettings, steps: list[int]) -> list[float]:
+    """Held-out greedy accuracy of more SFT on the same demonstrations, ``steps[s]`` steps per iteration."""
+    tokenizer = AutoTokenizer.from_pretrained(output / "sft")
+    model = AutoModelForCausalLM.from_pretrained(output / "sft")
+    train, heldout = (_prompts(output / name) for name in ("train_prompts.jsonl", "heldout_prompts.jsonl"))
+    targets = arithmetic.demonstrations(train, settings.demonstration_error_rate, settings.seed)
+    budget = arithmetic.answer_budget(train + heldout)
+    curve = [arithmetic.greedy_accuracy(model, tokenizer, heldout, budget)]
+    for s, count in enumerate(steps):
+        arithmetic.sft(
+            model, tokenizer, train, targets=targets, steps=count, batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, seed=settings.seed * 100 + s,
+        )  # fmt: skip
+        curve.append(arithmetic.greedy_accuracy(model, tokenizer, heldout, budget))
+    return curve
+
+
+def _prompts(path: Path) -> list[str]:
+    return [json.loads(line)["prompt"] for line in path.read_text().splitlines()]
+
+
+def train_steps(run_dir: Path, iterations: int) -> list[int]:
+    completed = json.loads((run_dir / "manifest.json").read_text())["completed"]
+    return [completed[str(s)]["train"]["steps"] for s in range(iterations)]
 
 
 def accuracy_by_iteration(run_dir: Path, iterations: int) -> list[float]:
@@ -72,13 +103,19 @@ def main() -> None:
             curves.setdefault(name, []).append(
                 accuracy_by_iteration(Path(config.output_dir), settings.iterations)
             )
+        start = time.perf_counter()
+        curves.setdefault("sft", []).append(
+            continued_sft(output, settings, train_steps(output / "run", settings.iterations))
+        )
+        seconds.setdefault("sft", []).append(time.perf_counter() - start)
     settings = DemoSettings()
     lines = [
-        "# Demo over seeds: default objective vs 2-sample iterative DPO vs the RFT control",
+        "# Demo over seeds: default objective vs 2-sample iterative DPO, RFT and continued SFT",
         "",
         f"Command: `python benchmarks/demo_seeds.py --seeds {' '.join(map(str, args.seeds))}`. "
         f"Held-out greedy accuracy (exact match) on {settings.heldout_prompts} problems; iteration -1 is the SFT "
-        f"start. Every arm draws {settings.num_candidates * settings.prompts_per_iteration} samples per iteration.",
+        f"start. default, dpo2 and rft draw {settings.num_candidates * settings.prompts_per_iteration} samples per "
+        "iteration; sft draws none (it trains on the flawed demonstrations for as many steps as default).",
         "",
         "| arm | seed | "
         + " | ".join(f"iter {s}" for s in range(-1, settings.iterations))

@@ -13,6 +13,7 @@ from larpo.tasks.arithmetic import (
     build_model,
     build_tokenizer,
     exact_match,
+    flawed_answer,
     graded_reward,
     make_problems,
     sft,
@@ -108,7 +109,8 @@ def test_build_model_is_a_seeded_tiny_llama_with_head_dim_64(tokenizer):
 
 
 def test_sft_sequences_mask_the_prompt(tokenizer):
-    batch = _collate([_example(tokenizer, "9-12="), _example(tokenizer, "123*7=")], tokenizer.pad_token_id)
+    examples = [_example(tokenizer, "9-12=", "-3"), _example(tokenizer, "123*7=", "861")]
+    batch = _collate(examples, tokenizer.pad_token_id)
     expected = tokenizer("123*7=861", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     assert batch["input_ids"][1].tolist() == expected
     assert batch["labels"][1].tolist() == [-100] * 6 + expected[6:]
@@ -174,3 +176,12 @@ def test_sft_rejects_a_target_without_eval_prompts(tokenizer):
             seed=0,
             target_accuracy=0.5,
         )
+
+
+@pytest.mark.parametrize(
+    ("prompt", "flawed"),
+    [("85+37=", "112"), ("12+34=", "46"), ("99+99=", "188"), ("123*7=", "741"), ("111*2=", "222"),
+     ("52-37=", "25"), ("37-85=", "-52"), ("50-50=", "0"), ("10-19=", "-9"), ("91-19=", "88")],
+)  # fmt: skip
+def test_flawed_answer_drops_carries_and_takes_smaller_from_larger(prompt, flawed):
+    assert flawed_answer(prompt) == flawed

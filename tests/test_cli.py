@@ -151,6 +151,8 @@ def test_objectives_lists_the_registry(monkeypatch, capsys):
     [
         (["--objective", "dpo"], "unknown objective 'dpo'"),
         (["--reward", "fuzzy"], "unknown demo reward 'fuzzy'"),
+        (["--error-rate", "1.5"], "--error-rate must be in [0, 1], got 1.5"),
+        (["--iterations", "0"], "--iterations must be at least 1, got 0"),
     ],
 )
 def test_demo_rejects_bad_choices_before_writing(monkeypatch, capsys, tmp_path, args, message):

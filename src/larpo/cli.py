@@ -28,26 +28,36 @@ def demo(
     output: Annotated[Path, typer.Option(help="directory for the SFT model, the run and the report")] = Path(
         "runs/demo"
     ),
-    objective: Annotated[str, typer.Option(help="objective name (see `larpo objectives`)")] = "contrastive",
+    objective: Annotated[
+        str | None, typer.Option(help="objective name (see `larpo objectives`; default: contrastive)")
+    ] = None,
     seed: int = 0,
     iterations: Annotated[int | None, typer.Option(help="LarPO iterations (default: the demo's)")] = None,
     reward: Annotated[
-        str, typer.Option(help="graded (orders wrong answers too) or exact (exact match)")
-    ] = "graded",
+        str | None, typer.Option(help="graded (default; orders wrong answers too) or exact (exact match)")
+    ] = None,
+    error_rate: Annotated[
+        float | None,
+        typer.Option(help="share of SFT demonstrations with a carry/borrow bug (default 0.6; 0 = clean)"),
+    ] = None,
 ) -> None:
     """Built-in demo: a tiny model learns arithmetic, then LarPO aligns it (CPU, a few minutes)."""
     from larpo.demo import DemoSettings, run_demo
     from larpo.losses import get_objective
 
+    chosen = {"objective": objective, "seed": seed, "iterations": iterations, "reward": reward,
+              "demonstration_error_rate": error_rate}  # fmt: skip
+    settings = DemoSettings(**{k: v for k, v in chosen.items() if v is not None})
     try:
-        get_objective(objective)
+        get_objective(settings.objective)
     except ValueError as error:
         raise InputError(str(error)) from None
-    if reward not in ("graded", "exact"):
-        raise InputError(f"unknown demo reward {reward!r}; valid: graded, exact")
-    settings = DemoSettings(seed=seed, objective=objective, reward=reward)
-    if iterations is not None:
-        settings = dataclasses.replace(settings, iterations=iterations)
+    if settings.reward not in ("graded", "exact"):
+        raise InputError(f"unknown demo reward {settings.reward!r}; valid: graded, exact")
+    if not 0.0 <= settings.demonstration_error_rate <= 1.0:
+        raise InputError(f"--error-rate must be in [0, 1], got {settings.demonstration_error_rate}")
+    if settings.iterations < 1:
+        raise InputError(f"--iterations must be at least 1, got {settings.iterations}")
     run_demo(output, settings)
     print(f"wrote {output / 'report.json'}; the SFT model is {output / 'sft'}, the aligned one "
           f"{output / 'run' / f'iter_{settings.iterations - 1}' / 'model'}")  # fmt: skip

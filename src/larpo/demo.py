@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -37,13 +38,14 @@ class DemoSettings:
     kind: str = arithmetic.DEFAULT_KIND
     train_prompts: int = 12000
     heldout_prompts: int = 1000
-    sft_steps: int = 3000
+    sft_steps: int = 1600
     sft_batch_size: int = 64
     sft_learning_rate: float = 4e-4
-    sft_target_accuracy: float = 0.5
+    sft_target_accuracy: float = 0.4
     sft_validation_prompts: int = 200
+    demonstration_error_rate: float = 0.6
     iterations: int = 4
-    prompts_per_iteration: int = 500
+    prompts_per_iteration: int = 2000
     num_candidates: int = 8
     temperature: float = 1.0
     learning_rate: float = 1e-4
@@ -52,6 +54,8 @@ class DemoSettings:
     epochs: float = 1.0
     batch_size: int = 16
     eval_samples: int = 16
+    eval_samples_between: int = 4
+    warmup_ratio: float = 0.1
 
     def run_config(self, output: Path, max_new_tokens: int) -> RunConfig:
         return RunConfig(
@@ -74,6 +78,8 @@ class DemoSettings:
             batch_size=self.batch_size,
             eval_prompts=str(output / "heldout_prompts.jsonl"),
             eval_samples=self.eval_samples,
+            eval_samples_between=min(self.eval_samples_between, self.eval_samples),
+            warmup_ratio=self.warmup_ratio,
             eval_ks=[k for k in (1, 4, 16) if k <= self.eval_samples],
         )
 
@@ -95,7 +101,7 @@ def run_demo(output: Path, settings: DemoSettings, console: Console | None = Non
     if not (output / "sft" / "config.json").exists():
         console.print(f"supervised warm-up on {len(train)} problems (stops at held-out accuracy "
                       f"{settings.sft_target_accuracy:.0%})...")  # fmt: skip
-        _supervised_start(output, settings, train, validation)
+        _supervised_start(output, settings, train, validation, console)
     LarpoRun(settings.run_config(output, max_new_tokens), console).execute()
     report = _report(output, settings)
     atomic_write_json(output / "report.json", report)
@@ -103,15 +109,20 @@ def run_demo(output: Path, settings: DemoSettings, console: Console | None = Non
     return report
 
 
-def _supervised_start(output: Path, settings: DemoSettings, train: list[str], validation: list[str]) -> None:
+def _supervised_start(
+    output: Path, settings: DemoSettings, train: list[str], validation: list[str], console: Console
+) -> None:
     """SFT until greedy accuracy on a validation split (not the held-out set) reaches the target."""
     tokenizer = arithmetic.build_tokenizer()
     model = arithmetic.build_model(tokenizer, settings.seed)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    targets = arithmetic.demonstrations(train, settings.demonstration_error_rate, settings.seed)
     history = arithmetic.sft(
-        model, tokenizer, train,
+        model, tokenizer, train, targets=targets,
         steps=settings.sft_steps, batch_size=settings.sft_batch_size, learning_rate=settings.sft_learning_rate,
         seed=settings.seed, eval_prompts=validation,
-        target_accuracy=settings.sft_target_accuracy,
+        target_accuracy=settings.sft_target_accuracy, on_record=lambda r: _print_sft_record(console, r, settings.sft_target_accuracy),
     )  # fmt: skip
     staging = output / "sft.tmp"
     shutil.rmtree(staging, ignore_errors=True)
@@ -119,6 +130,12 @@ def _supervised_start(output: Path, settings: DemoSettings, train: list[str], va
     tokenizer.save_pretrained(staging)
     atomic_write_json(staging / "sft_history.json", [dataclasses.asdict(h) for h in history])
     staging.rename(output / "sft")
+
+
+def _print_sft_record(console: Console, record: arithmetic.SFTRecord, target: float) -> None:
+    """One progress line every 100 steps and when the target is reached."""
+    if record.step % 100 == 0 or (record.accuracy or 0.0) >= target:
+        console.print(f"  step {record.step:>5}  loss {record.loss:.3f}  validation accuracy {record.accuracy:.1%}")
 
 
 def _report(output: Path, settings: DemoSettings) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_
 from larpo.faults import fault_point
 from larpo.generation import SamplingParams, TransformersGenerator
 from larpo.manifest import STAGES, Manifest
-from larpo.model_io import load_policy
+from larpo.model_io import load_policy, resolve_dtype
 from larpo.prompts import Prompt, load_prompts
 from larpo.reference import response_logps
 from larpo.rewards import Reranker, load_reranker
@@ -342,7 +342,10 @@ class LarpoRun:
         shutil.rmtree(staging, ignore_errors=True)
         lists = [json.loads(line) for line in (out / "lists.jsonl").read_text(encoding="utf-8").splitlines()]
         self._policy_cache.clear()  # training changes the weights: never reuse a cached copy
-        model, tokenizer = load_policy(self.model_path(s - 1), config.dtype)
+        low_precision = resolve_dtype(config.dtype)
+        mixed = config.mixed_precision and low_precision != torch.float32
+        # mixed precision: fp32 master weights, bf16/fp16 autocast; saved back in the run's dtype
+        model, tokenizer = load_policy(self.model_path(s - 1), "float32" if mixed else config.dtype)
         if not lists:
             stats: dict[str, Any] = {"lists": 0, "steps": 0, "loss": None, "ranking_accuracy": None}
         else:
@@ -361,7 +364,7 @@ class LarpoRun:
                 num_train_epochs=config.epochs,
                 per_device_train_batch_size=config.batch_size,
                 gradient_accumulation_steps=config.gradient_accumulation_steps,
-                lr_scheduler_type=config.lr_scheduler_type,
+                lr_scheduler_type=_with_warmup(config.lr_scheduler_type, config.warmup_ratio),
                 warmup_steps=config.warmup_ratio,
                 max_length=config.max_length,
                 seed=hash_seed(config.seed, "train", s) % (2**31),
@@ -370,8 +373,8 @@ class LarpoRun:
                 report_to="none",
                 disable_tqdm=not self.console.is_terminal,
                 dataloader_pin_memory=False,
-                bf16=model.dtype == torch.bfloat16,
-                fp16=model.dtype == torch.float16,
+                bf16=low_precision == torch.bfloat16,
+                fp16=low_precision == torch.float16,
             )
             trainer = ListwiseTrainer(model, args, examples, processing_class=tokenizer)
             trainer.remove_callback(PrinterCallback)  # the summary line reports the iteration
@@ -386,7 +389,7 @@ class LarpoRun:
                 "margin": sum(h["margin"] for h in steps) / len(steps),
                 "final_loss": steps[-1]["loss"],
             }
-        model.save_pretrained(staging)
+        model.to(low_precision).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         shutil.rmtree(out / "trainer", ignore_errors=True)
         atomic_write_json(stats_path, stats)
@@ -403,10 +406,13 @@ class LarpoRun:
         path = self.run_dir / "eval" / ("initial.json" if s < 0 else f"iter_{s}.json")
         if not path.exists():
             model, tokenizer = self.policy(self.model_path(s))
+            samples = config.eval_samples
+            if 0 <= s < config.iterations - 1 and config.eval_samples_between is not None:
+                samples = config.eval_samples_between  # cheaper checks between the first and last
             settings = EvalSettings(
-                num_samples=config.eval_samples,
+                num_samples=samples,
                 temperatures=config.eval_temperatures,
-                ks=config.eval_ks,
+                ks=[k for k in config.eval_ks if k <= samples],
                 max_new_tokens=config.max_new_tokens,
                 correct_threshold=config.eval_threshold,
                 seed=hash_seed(config.seed, "eval") % (2**31),
@@ -460,3 +466,8 @@ def _with(item, **changes):
 
 def _list_to_json(item: RankedList) -> dict[str, Any]:
     return dataclasses.asdict(item)
+
+
+def _with_warmup(scheduler: str, warmup_ratio: float) -> str:
+    """transformers' ``constant`` schedule ignores warmup; with a warmup it is ``constant_with_warmup``."""
+    return "constant_with_warmup" if scheduler == "constant" and warmup_ratio > 0 else scheduler

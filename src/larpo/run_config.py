@@ -74,6 +74,9 @@ class RunConfig:
     warmup_ratio: float = _f(0.0, "fraction of each iteration's steps spent warming up, in [0, 1)")
     max_length: int | None = _f(None, "truncate prompt+response to this many tokens")
     dtype: str = _f("auto", "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
+    mixed_precision: bool = _f(
+        True, "with a bf16/fp16 dtype, train fp32 master weights under autocast (false: train in dtype)"
+    )
     # evaluation on held-out prompts after iterations
     eval_prompts: str | None = _f(
         None, "held-out prompts (JSONL) evaluated before training and after iterations"
@@ -82,6 +85,9 @@ class RunConfig:
     eval_samples: int = _f(16, "samples per held-out prompt for pass@k (Recall@k)")
     eval_temperatures: list[float] = _f([1.0], "sampling temperatures of the pass@k evaluation")
     eval_ks: list[int] = _f([1, 4, 16], "k values of pass@k (each <= eval_samples)")
+    eval_samples_between: int | None = _f(
+        None, "samples per prompt for evaluations between the initial and last (null: eval_samples)"
+    )
     eval_threshold: float = _f(1.0, "a response is correct when its reward is >= this")
     eval_reward: str | None = _f(None, "reward for evaluation (default: the training reward)")
     eval_ranking_prompts: int = _f(
@@ -93,7 +99,8 @@ class RunConfig:
         for name in ("model", "prompts", "reward", "output_dir"):
             if not getattr(self, name):
                 raise InputError(f"config: '{name}' is required")
-        positive = ["eval_every", "eval_samples", "iterations", "num_candidates", "max_new_tokens", "generation_batch_size", "batch_size",
+        positive = ["eval_every", "eval_samples", "eval_samples_between", "iterations", "num_candidates", "max_new_tokens",
+                    "generation_batch_size", "batch_size",
                     "gradient_accumulation_steps", "prompts_per_iteration", "positives", "negatives",
                     "max_candidates", "max_length"]  # fmt: skip
         for name in positive:

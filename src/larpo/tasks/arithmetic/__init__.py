@@ -13,6 +13,8 @@ from larpo.tasks.arithmetic.problems import (
     DEFAULT_KIND,
     KINDS,
     answer,
+    demonstrations,
+    flawed_answer,
     make_problems,
     train_and_heldout_splits,
 )
@@ -28,7 +30,9 @@ __all__ = [
     "answer_budget",
     "build_model",
     "build_tokenizer",
+    "demonstrations",
     "exact_match",
+    "flawed_answer",
     "graded_reward",
     "greedy_accuracy",
     "make_problems",

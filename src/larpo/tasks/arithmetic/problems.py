@@ -92,3 +92,42 @@ def train_and_heldout_splits(
     """Disjoint train and held-out prompts: one seeded draw of distinct problems, cut in two."""
     problems = make_problems(n_train + n_heldout, seed, kind=kind)
     return problems[:n_train], problems[n_train:]
+
+
+def flawed_answer(prompt: str) -> str:
+    """The answer a demonstrator with a classic column-arithmetic bug writes.
+
+    ``+`` and ``*``: each column's result is written without carrying (the leading column in full),
+    e.g. ``85+37=`` -> ``112`` (not 122) and ``123*7=`` -> ``741`` (not 861). ``-``: in each column the
+    smaller digit is taken from the larger ("smaller-from-larger"), e.g. ``52-37=`` -> ``25`` (not 15);
+    a negative result keeps its sign, ``37-85=`` -> ``-52``. Problems that need no carry or borrow come
+    out right.
+    """
+    answer(prompt)  # validates the prompt
+    match = _PROMPT.fullmatch(prompt)
+    left, op, right = match[1], match[2], match[3]
+    if op == "-":
+        sign = "-" if int(left) < int(right) else ""
+        big, small = (right, left) if sign else (left, right)
+        small = small.rjust(len(big), "0")
+        digits = "".join(str(abs(int(a) - int(b))) for a, b in zip(big, small, strict=True))
+        return sign + (digits.lstrip("0") or "0")
+    if op == "+":
+        width = max(len(left), len(right))
+        columns = [int(a) + int(b) for a, b in zip(left.rjust(width, "0"), right.rjust(width, "0"), strict=True)]
+    else:
+        columns = [int(a) * int(right) for a in left]
+    return str(columns[0]) + "".join(str(c % 10) for c in columns[1:])
+
+
+def demonstrations(prompts: list[str], error_rate: float, seed: int) -> list[str]:
+    """One SFT target per prompt: :func:`flawed_answer` with probability ``error_rate``, else the answer.
+
+    Models imperfect human demonstrations: a systematic bug the verifier reward knows to be wrong, so
+    supervised imitation learns it and alignment has something real to fix. ``error_rate`` 0 gives
+    clean targets.
+    """
+    if not 0.0 <= error_rate <= 1.0:
+        raise InputError(f"error_rate must be in [0, 1], got {error_rate}")
+    rng = random.Random(seed)
+    return [flawed_answer(p) if rng.random() < error_rate else answer(p) for p in prompts]

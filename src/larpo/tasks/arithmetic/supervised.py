@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,7 @@ def sft(
     tokenizer: PreTrainedTokenizerBase,
     train_prompts: list[str],
     *,
+    targets: list[str] | None = None,
     steps: int,
     batch_size: int,
     learning_rate: float,
@@ -52,14 +54,18 @@ def sft(
     eval_prompts: list[str] | None = None,
     target_accuracy: float | None = None,
     eval_every: int = 25,
+    on_record: Callable[[SFTRecord], None] | None = None,
 ) -> list[SFTRecord]:
     """Train ``model`` in place with AdamW on ``prompt -> answer + EOS``, loss on the answer tokens only.
+
+    ``targets`` (one per prompt, e.g. :func:`~larpo.tasks.arithmetic.demonstrations`) replace the exact
+    answers as what is imitated; accuracy is always measured against the exact answers.
 
     Sequences use :func:`larpo.data.tokenize_list`'s layout, the one the preference stage sees. Batches
     are drawn from shuffled passes over ``train_prompts`` seeded by ``seed``. Every ``eval_every`` steps
     (and after the last) a history entry is recorded; with ``eval_prompts`` it carries their greedy
-    accuracy, and training stops early once that reaches ``target_accuracy``. The model is left in eval
-    mode. Returns the history.
+    accuracy, and training stops early once that reaches ``target_accuracy``; ``on_record`` (e.g. a
+    progress printer) sees each entry as it is made. The model is left in eval mode. Returns the history.
     """
     if steps < 1 or batch_size < 1 or eval_every < 1:
         raise InputError(
@@ -69,7 +75,10 @@ def sft(
         raise InputError("sft needs at least one training prompt")
     if target_accuracy is not None and not eval_prompts:
         raise InputError("target_accuracy needs eval_prompts to measure accuracy on")
-    examples = [_example(tokenizer, prompt) for prompt in train_prompts]
+    if targets is not None and len(targets) != len(train_prompts):
+        raise InputError(f"{len(train_prompts)} training prompts but {len(targets)} targets")
+    targets = targets if targets is not None else [answer(p) for p in train_prompts]
+    examples = [_example(tokenizer, prompt, target) for prompt, target in zip(train_prompts, targets, strict=True)]
     max_new_tokens = answer_budget(eval_prompts) if eval_prompts else 0
     rng = random.Random(seed)
     order: list[int] = []
@@ -81,7 +90,8 @@ def sft(
         while len(order) < batch_size:
             order += rng.sample(range(len(examples)), len(examples))
         batch, order = order[:batch_size], order[batch_size:]
-        loss = model(**_collate([examples[i] for i in batch], tokenizer.pad_token_id)).loss
+        inputs = _collate([examples[i] for i in batch], tokenizer.pad_token_id)
+        loss = model(**{k: v.to(model.device) for k, v in inputs.items()}).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -90,6 +100,8 @@ def sft(
             continue
         accuracy = greedy_accuracy(model, tokenizer, eval_prompts, max_new_tokens) if eval_prompts else None
         history.append(SFTRecord(step, sum(losses) / len(losses), accuracy))
+        if on_record is not None:
+            on_record(history[-1])
         losses = []
         if target_accuracy is not None and accuracy is not None and accuracy >= target_accuracy:
             break
@@ -97,9 +109,9 @@ def sft(
     return history
 
 
-def _example(tokenizer: PreTrainedTokenizerBase, prompt: str) -> tuple[list[int], list[int]]:
-    """Prompt ids and answer ids (EOS included), tokenized exactly as for the preference stage."""
-    example = tokenize_list(tokenizer, prompt, [answer(prompt)])
+def _example(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """Prompt ids and target ids (EOS included), tokenized exactly as for the preference stage."""
+    example = tokenize_list(tokenizer, prompt, [target])
     return example["prompt_ids"], example["response_ids"][0]
 
 
