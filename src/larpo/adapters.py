@@ -86,6 +86,22 @@ def require_peft():
     return peft
 
 
+def check_targets(model: torch.nn.Module, settings: LoraSettings) -> None:
+    """Raise an InputError naming any ``target_modules`` entry that matches no module of ``model``."""
+    if isinstance(settings.target_modules, str):
+        return
+    names = [name for name, _ in model.named_modules() if name]
+    missing = [t for t in settings.target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        )
+        raise InputError(
+            f"config: peft: target_modules {', '.join(missing)} not found in the model; "
+            f"its linear layers are {', '.join(linear)}"
+        )
+
+
 def add_lora(model: torch.nn.Module, settings: LoraSettings, seed: int = 0):
     """``model`` wrapped with fresh, trainable LoRA adapters (the base weights frozen).
 
@@ -93,6 +109,7 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings, seed: int = 0):
     ``seed`` without touching the caller's random state.
     """
     peft = require_peft()
+    check_targets(model, settings)
     config = peft.LoraConfig(
         task_type="CAUSAL_LM",
         r=settings.r,
@@ -106,10 +123,7 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings, seed: int = 0):
         try:
             return peft.get_peft_model(model, config)
         except ValueError as error:
-            names = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name})
-            raise InputError(
-                f"config: peft: {str(error).splitlines()[0]} (modules of this model: {', '.join(names)})"
-            ) from None
+            raise InputError(f"config: peft: {str(error).splitlines()[0]}") from None
 
 
 def is_adapter_dir(path: str | Path) -> bool:

@@ -38,7 +38,15 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 import larpo
-from larpo.adapters import add_lora, is_adapter_dir, load_adapted, require_peft, save_merged, without_adapters
+from larpo.adapters import (
+    add_lora,
+    check_targets,
+    is_adapter_dir,
+    load_adapted,
+    require_peft,
+    save_merged,
+    without_adapters,
+)
 from larpo.candidates import (
     ListSettings,
     RankedList,
@@ -93,7 +101,9 @@ class LarpoRun:
         if self.lora:
             require_peft()
         self._policy_cache: dict[str, Any] = {}
-        self.policy(config.model)  # a model directory that does not load fails here
+        base, _ = self.policy(config.model)  # a model directory that does not load fails here
+        if self.lora:
+            check_targets(base, self.lora)
         if (
             self.run_dir.exists()
             and any(self.run_dir.iterdir())
