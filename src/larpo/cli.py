@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -141,6 +142,12 @@ def train(
     }
     settings.update({key: value for key, value in flags.items() if value is not None})
     args = listwise_config(output_dir=str(output), **settings)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > args.world_size:  # e.g. accelerate launch on a machine without GPUs
+        raise InputError(
+            f"launched as {launched} processes, but each would train alone (no GPU found): on CPU "
+            "export ACCELERATE_USE_CPU=true or set use_cpu: true in --config"
+        )
     rows = read_training_lists(data)
     policy, tokenizer = load_policy(model, dtype)
     if lora:
