@@ -19,6 +19,7 @@ from larpo.config import ListwiseConfig
 from larpo.tiny import tiny_llama
 from larpo.trainer import ListwiseTrainer
 
+
 class _StepTimer(TrainerCallback):
     """Wall-clock time of each optimizer step (synchronised on CUDA)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -106,7 +107,9 @@ def train(
         ),
     ],
     output: Annotated[Path, typer.Option(help="directory for the trained model and its logs")],
-    config: Annotated[Path | None, typer.Option(help="YAML of ListwiseConfig fields")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML of ListwiseConfig fields, plus an optional peft section (LoRA)")
+    ] = None,
     objective: Annotated[str | None, typer.Option(help="objective name (see `larpo objectives`)")] = None,
     beta: float | None = None,
     learning_rate: float | None = None,
@@ -120,15 +123,23 @@ def train(
         bool, typer.Option(help="write into an output directory that holds a model")
     ] = False,
 ) -> None:
-    """Train a policy on fixed ranked candidate lists with a ranking objective."""
+    """Train a policy on fixed ranked candidate lists with a ranking objective.
+
+    Runs as one process, or as several under ``accelerate launch -m larpo.cli train ...``.
+    """
+    from larpo.adapters import add_lora, parse_lora, require_peft, save_merged
     from larpo.data import tokenize_list
     from larpo.model_io import load_policy
     from larpo.run_config import read_yaml_mapping
     from larpo.trainer import ListwiseTrainer
 
-    if (output / "config.json").exists() and not overwrite:
+    saved = (output / "config.json").exists() or (output / "adapter_config.json").exists()
+    if saved and not overwrite:
         raise InputError(f"{output}: already holds a model; pass --overwrite or choose another directory")
     settings = read_yaml_mapping(config) if config else {}
+    lora = parse_lora(settings.pop("peft", None), where=f"{config}: peft")
+    if lora:
+        require_peft()
     flags = {
         "objective": objective,
         "beta": beta,
@@ -141,14 +152,31 @@ def train(
     }
     settings.update({key: value for key, value in flags.items() if value is not None})
     args = listwise_config(output_dir=str(output), **settings)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > args.world_size:  # e.g. accelerate launch on a machine without GPUs
+        raise InputError(
+            f"launched as {launched} processes, but each would train alone (no GPU found): on CPU "
+            "export ACCELERATE_USE_CPU=true or set use_cpu: true in --config"
+        )
     rows = read_training_lists(data)
     policy, tokenizer = load_policy(model, dtype)
+    if lora:
+        policy = add_lora(policy, lora, seed=args.seed)
     examples = [tokenize_list(tokenizer, r["prompt"], r["responses"], r.get("scores")) for r in rows]
     trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
     trainer.train()
-    trainer.save_model(str(output))
+    trainer.save_model(str(output))  # a peft model saves its adapter only
+    if not trainer.is_world_process_zero():
+        return
     (output / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    print(f"trained on {len(examples)} lists with {args.objective}; model saved to {output}")
+    what = "LoRA adapter" if lora else "model"
+    if lora and lora.merge_export != "no":
+        save_merged(trainer.accelerator.unwrap_model(trainer.model), tokenizer, output / "merged")
+        what += f" (merged model in {output / 'merged'})"
+    processes = trainer.accelerator.num_processes
+    print(
+        f"trained on {len(examples)} lists with {args.objective} in {processes} process(es); {what} saved to {output}"
+    )
 
 
 @app.command()

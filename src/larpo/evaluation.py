@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from larpo.adapters import without_adapters
 from larpo.errors import InputError
 from larpo.generation import Generator, SamplingParams
 from larpo.metrics import kendall_tau, mean_pass_at_k, ndcg_at_k, scale_to_unit, win_rate
@@ -131,16 +132,23 @@ def best_of_n(
 
 def implicit_rewards_of_lists(
     policy: PreTrainedModel,
-    reference: PreTrainedModel,
+    reference: PreTrainedModel | None,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     responses: list[list[str]],
     beta: float,
 ) -> list[list[float]]:
-    """``beta * (log pi - log pi_ref)`` of every response, as lists parallel to ``responses``."""
+    """``beta * (log pi - log pi_ref)`` of every response, as lists parallel to ``responses``.
+
+    ``reference=None``: the reference is ``policy`` with its (peft) adapters disabled.
+    """
     pairs = [(p, r) for p, row in zip(prompts, responses, strict=True) for r in row]
     policy_logps = iter(response_logps(policy, tokenizer, pairs))
-    reference_logps = iter(response_logps(reference, tokenizer, pairs))
+    if reference is None:
+        with without_adapters(policy):
+            reference_logps = iter(response_logps(policy, tokenizer, pairs))
+    else:
+        reference_logps = iter(response_logps(reference, tokenizer, pairs))
     return [[beta * (next(policy_logps) - next(reference_logps)) for _ in row] for row in responses]
 
 

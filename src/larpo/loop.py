@@ -9,6 +9,8 @@ For s = 0..T-1, each stage writes its output atomically, then is recorded in the
   candidates, and reference log-probs are computed (cached in the store when the reference is the
   initial model). -> ``iter_<s>/lists.jsonl``
 - ``train``: the policy is trained on the lists with the ranking objective. -> ``iter_<s>/model``
+  (with a ``peft`` section: only LoRA adapters are trained and ``iter_<s>/model`` is the adapter
+  directory, loaded onto the base model ``model``; ``merge_export`` adds a full ``iter_<s>/merged``)
 - ``eval`` (with ``eval_prompts``): greedy accuracy, pass@k and ranking quality on held-out prompts.
   -> ``eval/iter_<s>.json`` (the initial model's is ``eval/initial.json``, iteration -1 in the manifest)
 
@@ -36,6 +38,15 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 import larpo
+from larpo.adapters import (
+    add_lora,
+    check_targets,
+    is_adapter_dir,
+    load_adapted,
+    require_peft,
+    save_merged,
+    without_adapters,
+)
 from larpo.candidates import (
     ListSettings,
     RankedList,
@@ -86,8 +97,13 @@ class LarpoRun:
         self.reranker: Reranker = load_reranker(config.reward)
         self.eval_prompts = load_prompts(config.eval_prompts) if config.eval_prompts else []
         self.eval_reranker = load_reranker(config.eval_reward) if config.eval_reward else self.reranker
+        self.lora = config.lora
+        if self.lora:
+            require_peft()
         self._policy_cache: dict[str, Any] = {}
-        self.policy(config.model)  # a model directory that does not load fails here
+        base, _ = self.policy(config.model)  # a model directory that does not load fails here
+        if self.lora:
+            check_targets(base, self.lora)
         if (
             self.run_dir.exists()
             and any(self.run_dir.iterdir())
@@ -146,11 +162,19 @@ class LarpoRun:
         """The policy after ``iteration`` (``-1`` is the initial model)."""
         return self.config.model if iteration < 0 else str(self.run_dir / f"iter_{iteration}" / "model")
 
+    def load(self, path: str, trainable: bool = False, dtype: str | None = None):
+        """(model, tokenizer) of a model directory, or of the base model plus an adapter directory, in
+        ``dtype`` (default: the run's)."""
+        dtype = dtype or self.config.dtype
+        if is_adapter_dir(path):
+            return load_adapted(self.config.model, path, dtype, trainable=trainable)
+        return load_policy(path, dtype)
+
     def policy(self, path: str):
         """(model, tokenizer) of a model directory, kept for reuse (never trained in place)."""
         if path not in self._policy_cache:
             self._policy_cache.clear()
-            model, tokenizer = load_policy(path, self.config.dtype)
+            model, tokenizer = self.load(path)
             if torch.cuda.is_available():
                 model = model.to("cuda")
             self._policy_cache[path] = (model.eval(), tokenizer)
@@ -287,7 +311,7 @@ class LarpoRun:
         )
         lists, stats = build_lists(records, s, settings)
         if config.reference == "initial":
-            lists = self._cached_reference_logps(lists, iterations)
+            lists = self._cached_reference_logps(lists, iterations, s)
         else:
             lists = self._fresh_reference_logps(lists, self.model_path(s - 1))
         path = self.run_dir / f"iter_{s}" / "lists.jsonl"
@@ -296,8 +320,14 @@ class LarpoRun:
         fault_point("lists.write")
         return stats.as_dict()
 
-    def _cached_reference_logps(self, lists: list[RankedList], iterations: list[int]) -> list[RankedList]:
-        """Reference = initial model: compute each (prompt, response) once, keep it in the store."""
+    def _cached_reference_logps(
+        self, lists: list[RankedList], iterations: list[int], s: int
+    ) -> list[RankedList]:
+        """Reference = initial model: compute each (prompt, response) once, keep it in the store.
+
+        With adapters, the initial model is the current policy with its adapters disabled (no second
+        model is loaded).
+        """
         by_iteration = {i: self.store.read(i) for i in iterations}
         cache = {
             (r.prompt_id, r.response): r.reference_logp
@@ -309,10 +339,11 @@ class LarpoRun:
             {(x.prompt_id, x.prompt, y) for x in lists for y in x.responses if (x.prompt_id, y) not in cache}
         )
         if missing:
-            model, tokenizer = self.policy(self.config.model)
-            values = response_logps(
-                model, tokenizer, [(p, y) for _, p, y in missing], max_length=self.config.max_length
-            )
+            model, tokenizer = self.policy(self.model_path(s - 1) if self.lora else self.config.model)
+            with without_adapters(model):
+                values = response_logps(
+                    model, tokenizer, [(p, y) for _, p, y in missing], max_length=self.config.max_length
+                )
             cache.update({(pid, y): v for (pid, _, y), v in zip(missing, values, strict=True)})
             for i, records in by_iteration.items():
                 updated = [
@@ -332,20 +363,26 @@ class LarpoRun:
         return [_with(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
 
     def train(self, s: int) -> dict[str, Any]:
-        """Train the policy of iteration s-1 on iteration ``s``'s lists; save it as ``iter_<s>/model``."""
+        """Train the policy of iteration s-1 on iteration ``s``'s lists; save it as ``iter_<s>/model``.
+
+        With adapters: iteration 0 adds fresh LoRA adapters to the base model, later iterations load
+        the previous adapter; only adapter weights train and only they are saved.
+        """
         config = self.config
         out = self.run_dir / f"iter_{s}"
         model_dir, stats_path = out / "model", out / "train_stats.json"
         if model_dir.exists() and stats_path.exists():
             return json.loads(stats_path.read_text(encoding="utf-8"))
-        staging = out / "model.tmp"
+        staging, merged_dir = out / "model.tmp", out / "merged"
         shutil.rmtree(staging, ignore_errors=True)
         lists = [json.loads(line) for line in (out / "lists.jsonl").read_text(encoding="utf-8").splitlines()]
         self._policy_cache.clear()  # training changes the weights: never reuse a cached copy
         low_precision = resolve_dtype(config.dtype)
         mixed = config.mixed_precision and low_precision != torch.float32
         # mixed precision: fp32 master weights, bf16/fp16 autocast; saved back in the run's dtype
-        model, tokenizer = load_policy(self.model_path(s - 1), "float32" if mixed else config.dtype)
+        model, tokenizer = self.load(self.model_path(s - 1), trainable=True, dtype="float32" if mixed else None)
+        if self.lora and s == 0:
+            model = add_lora(model, self.lora, seed=hash_seed(config.seed, "lora") % (2**31))
         if not lists:
             stats: dict[str, Any] = {"lists": 0, "steps": 0, "loss": None, "ranking_accuracy": None}
         else:
@@ -389,8 +426,14 @@ class LarpoRun:
                 "margin": sum(h["margin"] for h in steps) / len(steps),
                 "final_loss": steps[-1]["loss"],
             }
+        if self.lora:
+            stats["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         model.to(low_precision).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if self.lora and self.lora.merge_after(s, config.iterations):
+            shutil.rmtree(merged_dir, ignore_errors=True)
+            save_merged(model, tokenizer, out / "merged.tmp")  # merges in place: the adapter is saved
+            (out / "merged.tmp").rename(merged_dir)
         shutil.rmtree(out / "trainer", ignore_errors=True)
         atomic_write_json(stats_path, stats)
         staging.rename(model_dir)
@@ -439,10 +482,15 @@ class LarpoRun:
         if not chosen:
             return {"ndcg": None, "kendall_tau": None}
         policy, tokenizer = self.policy(self.model_path(s))
-        reference_path = self.config.model if self.config.reference == "initial" else self.model_path(s - 1)
-        reference, _ = load_policy(reference_path, self.config.dtype)
+        if self.lora and self.config.reference == "initial":
+            reference = None  # the policy with its adapters disabled
+        else:
+            reference_path = (
+                self.config.model if self.config.reference == "initial" else self.model_path(s - 1)
+            )
+            reference = self.load(reference_path)[0].to(policy.device)
         rewards = implicit_rewards_of_lists(
-            policy, reference.to(policy.device), tokenizer, [prompts[i] for i in chosen],
+            policy, reference, tokenizer, [prompts[i] for i in chosen],
             [samples["responses"][i] for i in chosen], self.config.beta,
         )  # fmt: skip
         return ranking_quality(rewards, [samples["scores"][i] for i in chosen])

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from larpo.adapters import LoraSettings, parse_lora
 from larpo.errors import InputError
 from larpo.losses import OBJECTIVES, check_options
 
@@ -76,6 +77,11 @@ class RunConfig:
     dtype: str = _f("auto", "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
     mixed_precision: bool = _f(
         True, "with a bf16/fp16 dtype, train fp32 master weights under autocast (false: train in dtype)"
+    )
+    peft: dict[str, Any] | None = _f(
+        None,
+        "LoRA adapters (needs larpo[peft]): {r, lora_alpha, lora_dropout, target_modules, merge_export}; "
+        "null trains all weights",
     )
     # evaluation on held-out prompts after iterations
     eval_prompts: str | None = _f(
@@ -143,10 +149,16 @@ class RunConfig:
             raise InputError("config: eval_temperatures must be positive")
         if self.eval_ranking_prompts < 0:
             raise InputError(f"config: 'eval_ranking_prompts' must be >= 0, got {self.eval_ranking_prompts}")
+        parse_lora(self.peft)
         if (self.positives is None) != (self.negatives is None):
             raise InputError("config: set both 'positives' and 'negatives', or neither")
         if self.negative_source != "policy" and self.negatives is None:
             raise InputError(f"config: negative_source {self.negative_source!r} needs 'negatives' (how many)")
+
+    @property
+    def lora(self) -> LoraSettings | None:
+        """The parsed ``peft`` section (None: full fine-tuning)."""
+        return parse_lora(self.peft)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

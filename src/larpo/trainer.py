@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
+from larpo.adapters import without_adapters
 from larpo.config import ListwiseConfig
 from larpo.data import ListCollator
 from larpo.logprobs import list_logps
@@ -31,7 +32,8 @@ class ListwiseTrainer(Trainer):
         train_dataset: list examples (see :mod:`larpo.data`) as a ``datasets.Dataset`` or a list of dicts.
         ref_model: a live reference model. Without one, reference log-probs are read from the data's
             ``reference_logps`` column, or computed once with the initial ``model`` before training
-            (``precompute_reference_logps``), so no second model sits in memory.
+            (``precompute_reference_logps``), so no second model sits in memory. For a peft model
+            that initial model is the base (adapters disabled).
         processing_class: the tokenizer (saved with checkpoints).
     """
 
@@ -131,17 +133,21 @@ class ListwiseTrainer(Trainer):
 def add_reference_logps(
     model: PreTrainedModel, dataset: datasets.Dataset, collator: ListCollator, batch_size: int = 8
 ) -> datasets.Dataset:
-    """Return ``dataset`` with a ``reference_logps`` column computed by ``model`` in eval mode."""
+    """Return ``dataset`` with a ``reference_logps`` column computed by ``model`` in eval mode.
+
+    A peft model's reference is its base: its adapters are disabled meanwhile.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     column: list[list[float]] = []
-    for start in range(0, len(dataset), batch_size):
-        examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        batch = {k: v.to(device) for k, v in collator(examples).items()}
-        logps, _ = list_logps(model, batch)
-        for row, example in enumerate(examples):
-            column.append(logps[row, : len(example["response_ids"])].tolist())
+    with without_adapters(model):
+        for start in range(0, len(dataset), batch_size):
+            examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = {k: v.to(device) for k, v in collator(examples).items()}
+            logps, _ = list_logps(model, batch)
+            for row, example in enumerate(examples):
+                column.append(logps[row, : len(example["response_ids"])].tolist())
     model.train(was_training)
     if "reference_logps" in dataset.column_names:
         dataset = dataset.remove_columns("reference_logps")

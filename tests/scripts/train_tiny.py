@@ -19,6 +19,7 @@ from larpo.trainer import ListwiseTrainer  # noqa: E402
 def main() -> None:
     out, batch_size, accumulation = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     model, tokenizer = tiny_model_and_tokenizer()
+    initial = torch.cat([p.detach().flatten() for p in model.parameters()])
     args = ListwiseConfig(
         output_dir=os.path.dirname(out), objective="listmle", beta=0.1, learning_rate=5e-3,
         per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation, num_train_epochs=2,
@@ -29,7 +30,8 @@ def main() -> None:
     if trainer.accelerator.is_main_process:
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-        torch.save({"losses": losses, "weights": weights}, out)
+        processes = trainer.accelerator.num_processes
+        torch.save({"losses": losses, "weights": weights, "initial": initial, "processes": processes}, out)
 
 
 if __name__ == "__main__":
