@@ -51,7 +51,7 @@ class DemoSettings:
     learning_rate: float = 1e-4
     beta: float = 0.1
     nll_weight: float = 0.5
-    epochs: float = 1.0
+    epochs: float = 2.0
     batch_size: int = 16
     eval_samples: int = 16
     eval_samples_between: int = 4
@@ -99,7 +99,7 @@ def run_demo(output: Path, settings: DemoSettings, console: Console | None = Non
         atomic_write_text(output / name, "".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     max_new_tokens = arithmetic.answer_budget(train + heldout)
     if not (output / "sft" / "config.json").exists():
-        console.print(f"supervised warm-up on {len(train)} problems (stops at held-out accuracy "
+        console.print(f"supervised warm-up on {len(train)} problems (stops at validation accuracy "
                       f"{settings.sft_target_accuracy:.0%})...")  # fmt: skip
         _supervised_start(output, settings, train, validation, console)
     LarpoRun(settings.run_config(output, max_new_tokens), console).execute()
