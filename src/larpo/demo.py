@@ -38,10 +38,10 @@ class DemoSettings:
     kind: str = arithmetic.DEFAULT_KIND
     train_prompts: int = 12000
     heldout_prompts: int = 1000
-    sft_steps: int = 1600
+    sft_steps: int = 1500
     sft_batch_size: int = 64
     sft_learning_rate: float = 4e-4
-    sft_target_accuracy: float = 0.4
+    sft_target_accuracy: float = 0.45
     sft_validation_prompts: int = 200
     demonstration_error_rate: float = 0.6
     iterations: int = 4

@@ -7,10 +7,12 @@ objective and logs what the policy does as a ranker.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from typing import Any
 
 import datasets
+import datasets.table
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer
@@ -86,8 +88,15 @@ class ListwiseTrainer(Trainer):
 
     @staticmethod
     def as_dataset(examples: datasets.Dataset | list[dict[str, Any]]) -> datasets.Dataset:
-        """List examples as a ``datasets.Dataset``."""
-        return examples if isinstance(examples, datasets.Dataset) else datasets.Dataset.from_list(examples)
+        """List examples as a ``datasets.Dataset``.
+
+        The dataset gets a random fingerprint instead of a hash of its content: larpo never uses the
+        datasets cache, and hashing pickles the table, which fails in some environments (dill/pyarrow).
+        """
+        if isinstance(examples, datasets.Dataset):
+            return examples
+        mapping = {key: [example.get(key) for example in examples] for key in examples[0]} if examples else {}
+        return datasets.Dataset(datasets.table.InMemoryTable.from_pydict(mapping), fingerprint=uuid.uuid4().hex)
 
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs=False, num_items_in_batch=None
@@ -150,5 +159,5 @@ def add_reference_logps(
                 column.append(logps[row, : len(example["response_ids"])].tolist())
     model.train(was_training)
     if "reference_logps" in dataset.column_names:
-        dataset = dataset.remove_columns("reference_logps")
-    return dataset.add_column("reference_logps", column)
+        dataset = dataset.remove_columns("reference_logps", new_fingerprint=uuid.uuid4().hex)
+    return dataset.add_column("reference_logps", column, new_fingerprint=uuid.uuid4().hex)
