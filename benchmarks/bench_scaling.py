@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,17 +31,13 @@ SIZES = (2, 4, 8, 16)
 LENGTHS = (16, 64, 256)
 
 
-def run_config(spec: dict) -> dict:
-    """Train ``spec["steps"]`` steps at one (m, R) and report step times and memory."""
-    import torch
-
-    from benchutil import DIGITS, PeakRSS, StepTimer, bench_llama, max_rss_bytes, rss_bytes
+def build(spec: dict):
+    """A ListwiseTrainer at one (m, R) with reference log-probs precomputed, and its first batch."""
+    from benchutil import DIGITS, bench_llama
     from larpo.config import ListwiseConfig
     from larpo.data import tokenize_list
     from larpo.tiny import char_tokenizer
     from larpo.trainer import ListwiseTrainer
-
-    torch.set_num_threads(spec["threads"])
 
     tokenizer = char_tokenizer(DIGITS)
     m, length, prompt = spec["m"], spec["response"], spec["prompt"]
@@ -70,22 +67,59 @@ def run_config(spec: dict) -> dict:
     )
     trainer = ListwiseTrainer(model, args, examples, processing_class=tokenizer)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(spec["batch"])])
-    timer = StepTimer()
-    trainer.add_callback(timer)
+    return trainer, batch
+
+
+def run_config(spec: dict) -> dict:
+    """Memory of one (m, R), in its own subprocess: RSS growth over ``trainer.train()`` and peak RSS."""
+    import torch
+
+    from benchutil import PeakRSS, max_rss_bytes, rss_bytes
+
+    torch.set_num_threads(spec["threads"])
+    trainer, batch = build(spec)
     before = rss_bytes()
     with PeakRSS() as peak:
         trainer.train()
-    ends = [timer.start, *timer.ends]
-    steps = [b - a for a, b in zip(ends, ends[1:], strict=False)][spec["warmup"] :]
     return {
-        "m": m,
-        "response": length,
+        "m": spec["m"],
+        "response": spec["response"],
         "tokens": int(batch["attention_mask"].sum()),
         "response_tokens": int(batch["response_mask"].sum()),
-        "step_s": statistics.median(steps),
         "growth": peak.peak - before,
         "max_rss": max_rss_bytes(),
     }
+
+
+def time_grid(specs: list[dict], rounds: int) -> list[float]:
+    """Median seconds of one optimizer step (log-probs, objective, backward, AdamW) per spec, in this
+    process, with the specs interleaved round-robin (order reversed every other round) so that all of
+    them see the same load on a shared machine."""
+    import torch
+
+    torch.set_num_threads(specs[0]["threads"])
+    runs = []
+    for spec in specs:
+        trainer, batch = build(spec)
+        model = trainer.model.train()
+        runs.append((model, trainer, batch, torch.optim.AdamW(model.parameters(), lr=1e-5)))
+
+    def step(run) -> float:
+        model, trainer, batch, optimizer = run
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        trainer.compute_loss(model, batch).backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    for run in runs:  # warm-up
+        step(run)
+    times: list[list[float]] = [[] for _ in runs]
+    for round_ in range(rounds):
+        order = range(len(runs)) if round_ % 2 == 0 else reversed(range(len(runs)))
+        for index in order:
+            times[index].append(step(runs[index]))
+    return [statistics.median(t) for t in times]
 
 
 def spawn(spec: dict) -> dict:
@@ -161,6 +195,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="m in {2, 8}, R in {16, 64}, fewer steps")
     parser.add_argument("--objective", default="contrastive")
     parser.add_argument("--batch", type=int, default=2, help="prompts per step")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timed steps per configuration (default 5, quick 3)"
+    )
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks/scaling.md"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads per subprocess")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -171,6 +208,7 @@ def main() -> None:
 
     from benchutil import machine_info
 
+    args.rounds = args.rounds or (3 if args.quick else 5)
     sizes = (2, 8) if args.quick else SIZES
     lengths = (16, 64) if args.quick else LENGTHS
     base = dict(
@@ -180,24 +218,23 @@ def main() -> None:
         batch=args.batch,
         objective=args.objective,
         threads=args.threads,
-        steps=3 if args.quick else 4,
-        warmup=1,
+        steps=2,
     )
+    specs = [{**base, "m": m, "response": length} for length in lengths for m in sizes]
     results = []
-    for length in lengths:
-        for m in sizes:
-            result = spawn({**base, "m": m, "response": length})
-            results.append(result)
-            print(
-                f"R={length:>3} m={m:>2}: {result['step_s']:.3f} s/step, {result['tokens']} tokens, "
-                f"growth {mib(result['growth'])} MiB",
-                flush=True,
-            )
+    for spec in specs:
+        result = spawn(spec)
+        results.append(result)
+        print(f"R={spec['response']:>3} m={spec['m']:>2}: growth {mib(result['growth'])} MiB", flush=True)
+    for result, seconds in zip(results, time_grid(specs, args.rounds), strict=True):
+        result["step_s"] = seconds
+        print(f"R={result['response']:>3} m={result['m']:>2}: {seconds:.3f} s/step", flush=True)
     png = args.output.with_suffix(".png")
     plot(results, lengths, png)
     command = "python benchmarks/bench_scaling.py" + (" --quick" if args.quick else "")
     command += f" --objective {args.objective}" if args.objective != "contrastive" else ""
     command += f" --batch {args.batch}" if args.batch != 2 else ""
+    command += f" --rounds {args.rounds}" if args.rounds != (3 if args.quick else 5) else ""
     lines = [
         "# Trainer step against list size m and response length R",
         "",
@@ -206,8 +243,10 @@ def main() -> None:
         f"ListwiseTrainer, objective `{args.objective}`, reference log-probs precomputed; Llama hidden "
         f"{base['hidden']}, {base['layers']} layers, char vocabulary (16 tokens), fp32. B = {args.batch} prompts "
         f"of P = {base['prompt']} tokens per step, m candidates of exactly R tokens each (no padding); "
-        f"{base['steps']} optimizer steps per configuration, the first is warm-up, median of the rest. "
-        "Each configuration runs in its own subprocess. Tokens = B * m * (P + R) processed tokens (the prompt "
+        f"Step time: all configurations built in one process, one warm-up step each, then {args.rounds} rounds "
+        "of one step per configuration, round-robin (order reversed every other round) so that every "
+        "configuration sees the same machine load; median per configuration. Memory: each configuration "
+        f"trains {base['steps']} steps with `trainer.train()` in its own subprocess. Tokens = B * m * (P + R) processed tokens (the prompt "
         "is repeated for every candidate); response tokens = B * m * R. Peak RSS is the whole process; train "
         "growth is the RSS peak during `train()` minus RSS just before it.",
         "",

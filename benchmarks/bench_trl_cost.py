@@ -71,11 +71,11 @@ def run_arm(spec: dict) -> dict:
     import torch
     import trl  # noqa: F401  (both arms import both libraries, so their baseline RSS is the same)
 
-    torch.set_num_threads(spec["threads"])
-
     import larpo  # noqa: F401
     from benchutil import DIGITS, PeakRSS, StepTimer, bench_llama, max_rss_bytes, rss_bytes, wide_alphabet
     from larpo.tiny import char_tokenizer
+
+    torch.set_num_threads(spec["threads"])
 
     alphabet = wide_alphabet(spec["vocab"]) if spec["vocab"] else DIGITS
     tokenizer = char_tokenizer(alphabet)
