@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import torch
 
 from larpo.data import ListCollator, tokenize_list
@@ -62,3 +64,36 @@ def test_max_length_truncates_responses_and_rejects_long_prompts():
         assert "prompt of 4 tokens does not fit max_length=4" in str(error)
     else:
         raise AssertionError("expected ValueError")
+
+
+class FullLogitsOnly(torch.nn.Module):
+    """A causal LM without ``logits_to_keep`` in its signature: always returns every position's logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache).logits
+        return SimpleNamespace(logits=logits)
+
+
+def test_logits_only_after_the_prompt_match_full_logits():
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.eval()
+    examples = [
+        tokenize_list(tokenizer, "123456+7=", ["19", "18", "1900"]),
+        tokenize_list(tokenizer, "100003+4=", ["7", "77777"]),
+    ]
+    batch = ListCollator(pad_token_id=tokenizer.pad_token_id)(examples)
+    widths = []
+    handle = model.lm_head.register_forward_hook(lambda _module, _inputs, out: widths.append(out.shape[1]))
+    full = FullLogitsOnly(model)
+    with torch.no_grad():
+        kept, kept_lengths = list_logps(model, batch)
+        reference, reference_lengths = list_logps(full, batch)
+    handle.remove()
+    width = batch["input_ids"].shape[1]
+    assert widths == [width - 8, width]  # prompts of 9 tokens: logits from position 8 (predicts token 9) on
+    assert torch.allclose(kept, reference, atol=1e-5)
+    assert torch.equal(kept_lengths, reference_lengths)

@@ -6,6 +6,8 @@ for all ``N`` candidates of a batch in one forward pass, with prompt and padding
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 
@@ -15,6 +17,10 @@ def sequence_logps(
 ) -> tuple[Tensor, Tensor]:
     """Summed log-probs of the response tokens of each sequence.
 
+    Logits are only computed from the position before the batch's earliest response token on (via the
+    model's ``logits_to_keep`` where it has one): prompt positions would cost LM-head compute and
+    ``[N, T, V]`` memory and are never scored.
+
     Args:
         model: a causal LM returning ``.logits`` of shape ``[N, T, V]``.
         input_ids, attention_mask: ``[N, T]`` right-padded prompt+response sequences.
@@ -23,13 +29,29 @@ def sequence_logps(
     Returns:
         ``([N] summed log-probs, [N] response token counts)``.
     """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    logits = logits[:, :-1].float()  # (N, T-1, V): position t predicts token t+1
-    targets = input_ids[:, 1:].unsqueeze(-1)  # (N, T-1, 1)
-    scored = response_mask[:, 1:].bool()  # (N, T-1)
-    token_logps = logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(dim=-1)  # (N, T-1)
+    scored = response_mask[:, 1:].bool()  # (N, T-1): position t predicts token t+1
+    first = _first_scored_position(model, scored)
+    kwargs = {"logits_to_keep": input_ids.shape[1] - first} if first else {}
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+    logits = logits[:, -(input_ids.shape[1] - first) : -1].float()  # (N, T-1-first, V): positions first..T-2
+    targets = input_ids[:, first + 1 :].unsqueeze(-1)  # (N, T-1-first, 1)
+    scored = scored[:, first:]
+    token_logps = logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(dim=-1)  # (N, T-1-first)
     token_logps = torch.where(scored, token_logps, token_logps.new_zeros(()))
     return token_logps.sum(dim=-1), scored.sum(dim=-1).to(token_logps.dtype)
+
+
+def _first_scored_position(model: nn.Module, scored: Tensor) -> int:
+    """First column of ``scored`` with a scored token when ``model`` takes ``logits_to_keep``, else 0."""
+    inner = model
+    while hasattr(inner, "module"):  # DDP, DataParallel, DeepSpeed engines
+        inner = inner.module
+    if hasattr(inner, "get_base_model"):  # PEFT passes extra keyword arguments to the base model
+        inner = inner.get_base_model()
+    if "logits_to_keep" not in inspect.signature(inner.forward).parameters:
+        return 0
+    columns = scored.any(dim=0).nonzero()
+    return int(columns[0]) if len(columns) else 0
 
 
 def list_logps(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

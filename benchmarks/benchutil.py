@@ -1,0 +1,137 @@
+"""Helpers shared by the trainer-cost benchmarks: machine description, peak-RSS sampling, step timing,
+a synthetic fixed-length vocabulary and a mid-sized Llama built locally."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+from transformers import TrainerCallback
+
+# Character alphabets: every character is one token of larpo.tiny.char_tokenizer (4 special tokens are added).
+DIGITS = "0123456789+="
+
+
+def wide_alphabet(size: int) -> str:
+    """``size`` distinct CJK characters: a char tokenizer over them has ``size + 4`` tokens."""
+    return "".join(chr(0x4E00 + i) for i in range(size))
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """Environment of a benchmark subprocess: this checkout's ``src`` and ``benchmarks`` first on the path,
+    no hub, and ``threads`` intra-op threads (on an oversubscribed machine 2 OpenMP threads waiting on
+    each other's barriers made a step several times slower and much noisier than 1 thread)."""
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(here), str(here.parent / "src"), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    env.update(
+        HF_HUB_OFFLINE="1", TQDM_DISABLE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)
+    )
+    return env
+
+
+def machine_info(threads: int) -> str:
+    """One line: CPU model, cores, threads and library versions."""
+    model = platform.processor() or platform.machine()
+    if shutil.which("lscpu"):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}"
+        for name in ("torch", "transformers", "trl", "datasets")
+        if _installed(name)
+    )
+    return (
+        f"{model}, {os.cpu_count()} cores (shared with other jobs), {threads} torch thread per process, "
+        f"Python {platform.python_version()}; {versions}"
+    )
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def bench_llama(vocab_size: int, hidden_size: int = 256, num_layers: int = 4, max_positions: int = 512):
+    """A randomly initialised Llama (head_dim 64), seeded, fp32."""
+    from larpo.tiny import tiny_llama
+
+    return tiny_llama(
+        vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=hidden_size // 64,
+        max_positions=max_positions,
+    )
+
+
+def rss_bytes() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def max_rss_bytes() -> int:
+    """Peak RSS of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakRSS:
+    """Sample this process's RSS from a background thread while the ``with`` block runs."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        process = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, process.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+class StepTimer(TrainerCallback):
+    """Wall-clock time at the end of every optimizer step (data loading, forward, backward, optimizer)."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.ends: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+    def seconds_after(self, warmup: int) -> tuple[float, int]:
+        """(seconds, steps) from the end of step ``warmup`` to the end of the last step."""
+        if len(self.ends) <= warmup:
+            raise ValueError(f"only {len(self.ends)} steps ran, {warmup} are warm-up")
+        begin = self.ends[warmup - 1] if warmup else self.start
+        return self.ends[-1] - begin, len(self.ends) - warmup
