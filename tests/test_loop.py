@@ -181,3 +181,24 @@ def test_held_out_evaluation_after_each_iteration(workspace, tmp_path):
         assert len(result["recall_curve"]["1.0"]) == 4
     assert "ndcg" not in manifest["completed"]["-1"]["eval"]  # the initial policy is its own reference
     assert 0.0 <= manifest["completed"]["1"]["eval"]["ndcg"] <= 1.0
+
+
+def test_cheaper_evaluations_between_the_first_and_the_last(workspace, tmp_path):
+    run_dir = tmp_path / "run"
+    manifest = run(
+        workspace, run_dir, f"eval_prompts={workspace / 'prompts.jsonl'}", "eval_samples=4", "eval_ks=[1, 4]",
+        "eval_samples_between=1", "iterations=3",
+    )  # fmt: skip
+    ks = {key: set(manifest["completed"][key]["eval"]["pass_at_k"]) for key in ("-1", "0", "1", "2")}
+    assert ks == {"-1": {"1", "4"}, "0": {"1"}, "1": {"1"}, "2": {"1", "4"}}
+    assert json.loads((run_dir / "eval" / "iter_0.json").read_text())["settings"]["num_samples"] == 1
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "warmup", "expected"),
+    [("constant", 0.1, "constant_with_warmup"), ("constant", 0.0, "constant"), ("linear", 0.1, "linear")],
+)
+def test_a_warmup_turns_the_constant_schedule_into_constant_with_warmup(scheduler, warmup, expected):
+    from larpo.loop import _with_warmup
+
+    assert _with_warmup(scheduler, warmup) == expected
