@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import shutil
 import time
@@ -51,7 +52,7 @@ from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_
 from larpo.faults import fault_point
 from larpo.generation import SamplingParams, TransformersGenerator
 from larpo.manifest import STAGES, Manifest
-from larpo.model_io import load_policy
+from larpo.model_io import check_prompt_lengths, load_policy
 from larpo.prompts import Prompt, load_prompts
 from larpo.reference import response_logps
 from larpo.rewards import Reranker, load_reranker
@@ -87,7 +88,13 @@ class LarpoRun:
         self.eval_prompts = load_prompts(config.eval_prompts) if config.eval_prompts else []
         self.eval_reranker = load_reranker(config.eval_reward) if config.eval_reward else self.reranker
         self._policy_cache: dict[str, Any] = {}
-        self.policy(config.model)  # a model directory that does not load fails here
+        model, tokenizer = self.policy(config.model)  # a model directory that does not load fails here
+        for path, prompts in ((config.prompts, self.prompts), (config.eval_prompts, self.eval_prompts)):
+            check_prompt_lengths(
+                model, tokenizer, [(repr(p.prompt_id), p.text) for p in prompts],
+                max_new_tokens=config.max_new_tokens, max_length=config.max_length, where=f"{path}: ",
+            )  # fmt: skip
+        _check_output_dir(self.run_dir)
         if (
             self.run_dir.exists()
             and any(self.run_dir.iterdir())
@@ -445,6 +452,17 @@ class LarpoRun:
 class _FaultCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         fault_point("train.step")
+
+
+def _check_output_dir(run_dir: Path) -> None:
+    """The run directory exists as a writable directory, or can be created as one."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"{run_dir}: output_dir exists and is not a directory")
+    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{run_dir}: cannot create the run directory ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{run_dir}: cannot write the run directory ({existing} is not writable)")
 
 
 def hash_seed(*parts: Any) -> int:
