@@ -48,6 +48,7 @@ class Larpo:
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
             "OMP_NUM_THREADS": "1",  # tiny models: more threads only contend for the shared cores
+            "PYTHONDONTWRITEBYTECODE": "1",  # importing a corpus reward must not add files to the corpus
         }
         self.env.pop("LARPO_KILL_AT", None)
         self.calls = 0
@@ -274,8 +275,7 @@ def test_reward_raising_on_some_prompts_keeps_the_work_and_a_fixed_reward_resume
     reward, run_dir = tmp_path / "reward.py", tmp_path / "run"
     reward.write_text(RAISES)
     args = run_args(places, run_dir, f"reward={reward}:score")
-    env = {"PYTHONDONTWRITEBYTECODE": "1"}  # the fixed file is loaded from source, never a stale .pyc
-    result = larpo(*args, env=env)
+    result = larpo(*args)  # no .pyc is written, so the fixed file below is read from source
     check_error(result, 2, "the reward function raised ValueError on prompt '13+29=' (reward.py, line 3): "
                 "the answer service is down", only_line=False)  # fmt: skip
     assert list(json.loads((run_dir / "manifest.json").read_text())["completed"]["0"]) == ["generate"]
@@ -287,7 +287,7 @@ def test_reward_raising_on_some_prompts_keeps_the_work_and_a_fixed_reward_resume
     assert [p.name for p in (run_dir / "candidates" / "iter_0.scores").iterdir()] == ["000000.json"]
 
     reward.write_text(FIXED)
-    result = larpo(*args, env=env)
+    result = larpo(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     scored = read_records(run_dir / "candidates" / "iter_0.jsonl")
     assert [(r.prompt_id, r.response) for r in scored] == [(r.prompt_id, r.response) for r in generated]
