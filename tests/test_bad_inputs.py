@@ -67,7 +67,7 @@ class Larpo:
         if self.server is None:
             return subprocess.run(
                 [sys.executable, "-m", "larpo.cli", *args], env=env, cwd=ROOT, capture_output=True,
-                text=True, timeout=300, preexec_fn=None if fsize is None else lambda: _limit_size(fsize),
+                text=True, timeout=900, preexec_fn=None if fsize is None else lambda: _limit_size(fsize),
             )  # fmt: skip
         self.calls += 1
         out, err = self.scratch / f"{self.calls}.out", self.scratch / f"{self.calls}.err"
