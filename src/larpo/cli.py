@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,6 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from larpo.errors import InputError
+
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException
 
 app = typer.Typer(
     help="LarPO: align an LLM as a retriever, with listwise ranking objectives over its own samples.",
@@ -163,6 +170,9 @@ def train(
     if lora:
         policy = add_lora(policy, lora, seed=args.seed)
     examples = [tokenize_list(tokenizer, r["prompt"], r["responses"], r.get("scores")) for r in rows]
+    check_list_lengths(
+        examples, args.max_length, getattr(policy.config, "max_position_embeddings", None), data
+    )
     trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
     trainer.train()
     trainer.save_model(str(output))  # a peft model saves its adapter only
@@ -214,15 +224,21 @@ def generate(
 ) -> None:
     """Sample candidates for prompts (one stage of `larpo run`, for your own pipelines)."""
     from larpo.generation import SamplingParams, TransformersGenerator
-    from larpo.model_io import load_policy
+    from larpo.model_io import check_prompt_lengths, load_policy
     from larpo.prompts import load_prompts
     from larpo.store import CandidateRecord, write_records_atomic
 
     if output.exists():
         raise InputError(f"{output}: exists; choose another output file")
+    for flag, value in (("--num-candidates", num_candidates), ("--max-new-tokens", max_new_tokens),
+                        ("--batch-size", batch_size)):  # fmt: skip
+        if value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
     params = SamplingParams(num_candidates, temperature, top_p, max_new_tokens, seed)
     items = load_prompts(prompts)
     policy, tokenizer = load_policy(model, dtype)
+    check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
+                         max_new_tokens=max_new_tokens, where=f"{prompts}: ")  # fmt: skip
     generations = TransformersGenerator(policy, tokenizer, batch_size=batch_size).generate(
         [p.text for p in items], params
     )
@@ -249,13 +265,13 @@ def score(
     import dataclasses as dc
 
     from larpo.rewards import load_reranker
-    from larpo.store import group_by_prompt, read_records, write_records_atomic
+    from larpo.store import group_by_prompt, write_records_atomic
 
     if output.exists():
         raise InputError(f"{output}: exists; choose another output file")
     if not candidates.is_file():
         raise InputError(f"{candidates}: file not found")
-    records = read_records(candidates)
+    records = read_candidates(candidates)
     reranker = load_reranker(reward)
     groups = group_by_prompt(records)
     scores = reranker.score(
@@ -297,7 +313,7 @@ def evaluate(
     """Evaluate a policy as a retriever: greedy accuracy, pass@k curves, reward, best-of-N, win rate."""
     from larpo.evaluation import EvalSettings, evaluate_policy, export_alpaca_eval
     from larpo.generation import TransformersGenerator
-    from larpo.model_io import load_policy
+    from larpo.model_io import check_prompt_lengths, load_policy
     from larpo.plots import plot_recall_curves
     from larpo.prompts import load_prompts
     from larpo.rewards import load_reranker
@@ -312,9 +328,13 @@ def evaluate(
         best_of=best_of,
         seed=seed,
     )
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     items = load_prompts(prompts)
     reranker = load_reranker(reward)
     policy, tokenizer = load_policy(model, dtype)
+    check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
+                         max_new_tokens=max_new_tokens, where=f"{prompts}: ")  # fmt: skip
     baseline = None
     if baseline_model is not None:
         baseline = TransformersGenerator(*load_policy(baseline_model, dtype), batch_size=batch_size)
@@ -351,12 +371,11 @@ def read_training_lists(path: Path) -> list[dict[str, Any]]:
     """Ranked lists from ``path``: a lists file, or a scored candidate file grouped by prompt."""
     from larpo.candidates import ListSettings, build_lists
     from larpo.jsonl import read_jsonl, read_ranked_lists
-    from larpo.store import read_records
 
     first = read_jsonl(path)[0]
     if "responses" in first:
         return read_ranked_lists(path)
-    records = read_records(path)
+    records = read_candidates(path)
     if any(r.score is None for r in records):
         raise InputError(f"{path}: candidates without a score; run `larpo score` first")
     lists, stats = build_lists(records, max(r.iteration for r in records), ListSettings(memorization="all"))
@@ -365,16 +384,52 @@ def read_training_lists(path: Path) -> list[dict[str, Any]]:
     return [{"prompt": x.prompt, "responses": x.responses, "scores": x.scores} for x in lists]
 
 
+def check_list_lengths(
+    examples: list[dict[str, Any]], max_length: int | None, context: int | None, where: Path
+) -> None:
+    """Every list fits: its prompt is shorter than ``max_length`` (responses are cut to fit it, prompts
+    never are), and its longest prompt + response, after that cut, fits the model's context."""
+    for number, example in enumerate(examples, start=1):
+        prompt = len(example["prompt_ids"])
+        if max_length is not None and prompt >= max_length:
+            raise InputError(
+                f"{where}: record {number}: the prompt has {prompt} tokens, which does not fit max_length={max_length}"
+            )
+        longest = prompt + max(len(r) for r in example["response_ids"])
+        if max_length is not None:
+            longest = min(longest, max_length)
+        if context is not None and longest > context:
+            raise InputError(
+                f"{where}: record {number}: prompt + response is {longest} tokens, more than the model's "
+                f"context of {context} (max_position_embeddings); shorten it or set --max-length"
+            )
+
+
+def read_candidates(path: Path) -> list:
+    """The candidate records of a user's file: at least one, and one prompt text per prompt id."""
+    from larpo.store import read_records
+
+    records = read_records(path)
+    if not records:
+        raise InputError(f"{path}: no records")
+    prompts: dict[str, str] = {}
+    for number, record in enumerate(records, start=1):
+        if prompts.setdefault(record.prompt_id, record.prompt) != record.prompt:
+            raise InputError(f"{path}:{number}: prompt id {record.prompt_id!r} was used for another prompt")
+    return records
+
+
 def listwise_config(**settings: Any):
     """A ListwiseConfig from plain settings; unknown keys and invalid values become InputError."""
     from larpo.config import ListwiseConfig
 
-    valid = {f.name for f in dataclasses.fields(ListwiseConfig) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(ListwiseConfig) if f.init}
     for key in settings:
-        if key not in valid:
-            close = difflib.get_close_matches(key, sorted(valid), n=1)
+        if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise InputError(f"unknown training setting {key!r}{hint}")
+        settings[key] = _number_if_numeric(key, settings[key], fields[key].default)
     defaults = {"report_to": "none", "logging_steps": 10}
     try:
         return ListwiseConfig(**{**defaults, **settings})
@@ -382,16 +437,70 @@ def listwise_config(**settings: Any):
         raise InputError(str(error).splitlines()[0]) from None
 
 
+def _number_if_numeric(key: str, value: Any, default: Any) -> Any:
+    """``value`` of a setting whose default is a number, as a number (YAML reads ``1e-5`` as a string);
+    a value that is no number is an InputError. Other settings pass through unchanged."""
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value) if isinstance(default, float) else int(value)
+        except ValueError:
+            raise InputError(f"{key} must be a number, got str {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{key} must be a number, got {type(value).__name__} {value!r}")
+    return value
+
+
 def main() -> None:
-    """Entry point: user errors print one line and exit with code 2."""
+    """Entry point. Every error the user can fix prints one line ``larpo: error: ...`` on stderr and
+    exits with code 2: bad input (InputError), a bad command line (unknown option, missing or invalid
+    value) and an operating-system error (disk full, read-only or missing directory)."""
+    from safetensors import SafetensorError
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    logger = logging.getLogger("larpo")  # warnings print as one `larpo: warning: ...` line
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
     try:
-        app()
+        code = app(prog_name="larpo", standalone_mode=False)
     except InputError as error:
-        print(f"larpo: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(error))
+    except ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # typer has printed the help
+            sys.exit(error.exit_code)
+        context = getattr(error, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        _fail(error.format_message() + hint, error.exit_code)
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        name = f" (errno {errno.errorcode.get(error.errno, error.errno)})" if error.errno else ""
+        _fail(f"{where}{error.strerror or error}{name}; {_RETRY}")
+    except SafetensorError as error:
+        if "I/O error" not in str(error):
+            raise
+        _fail(f"cannot write the model weights ({error}); {_RETRY}")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+_RETRY = "fix the cause and run the same command again (a run resumes)"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"larpo: error: {_one_line(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
+class _StderrHandler(logging.Handler):
+    """``larpo: warning: ...`` on whatever ``sys.stderr`` is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"larpo: {record.levelname.lower()}: {_one_line(record.getMessage())}", file=sys.stderr)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -66,3 +66,8 @@ class ListwiseConfig(TrainingArguments):
             raise ValueError(f"nll_weight must be >= 0, got {self.nll_weight}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ValueError(f"num_train_epochs must be positive, got {self.num_train_epochs}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import shutil
 import time
@@ -62,7 +63,7 @@ from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_
 from larpo.faults import fault_point
 from larpo.generation import SamplingParams, TransformersGenerator
 from larpo.manifest import STAGES, Manifest
-from larpo.model_io import load_policy, resolve_dtype
+from larpo.model_io import check_prompt_lengths, load_policy, resolve_dtype
 from larpo.prompts import Prompt, load_prompts
 from larpo.reference import response_logps
 from larpo.rewards import Reranker, load_reranker
@@ -101,9 +102,15 @@ class LarpoRun:
         if self.lora:
             require_peft()
         self._policy_cache: dict[str, Any] = {}
-        base, _ = self.policy(config.model)  # a model directory that does not load fails here
+        model, tokenizer = self.policy(config.model)  # a model directory that does not load fails here
         if self.lora:
-            check_targets(base, self.lora)
+            check_targets(model, self.lora)
+        for path, prompts in ((config.prompts, self.prompts), (config.eval_prompts, self.eval_prompts)):
+            check_prompt_lengths(
+                model, tokenizer, [(repr(p.prompt_id), p.text) for p in prompts],
+                max_new_tokens=config.max_new_tokens, max_length=config.max_length, where=f"{path}: ",
+            )  # fmt: skip
+        _check_output_dir(self.run_dir)
         if (
             self.run_dir.exists()
             and any(self.run_dir.iterdir())
@@ -499,6 +506,17 @@ class LarpoRun:
 class _FaultCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         fault_point("train.step")
+
+
+def _check_output_dir(run_dir: Path) -> None:
+    """The run directory exists as a writable directory, or can be created as one."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"{run_dir}: output_dir exists and is not a directory")
+    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{run_dir}: cannot create the run directory ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{run_dir}: cannot write the run directory ({existing} is not writable)")
 
 
 def hash_seed(*parts: Any) -> int:

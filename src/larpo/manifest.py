@@ -21,6 +21,23 @@ STAGES = ("generate", "score", "lists", "train", "eval")
 RESUMABLE_CHANGES = frozenset({"iterations", "output_dir"})
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The data of a manifest file; a file that is unreadable or of the wrong shape is an InputError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: unreadable manifest ({error})") from None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("config"), dict)
+        and isinstance(data.get("completed"), dict)
+    ):
+        raise InputError(
+            f"{path}: unreadable manifest (expected a JSON object with 'config' and 'completed')"
+        )
+    return data
+
+
 class Manifest:
     """The manifest of one run directory."""
 
@@ -34,10 +51,7 @@ class Manifest:
         path = run_dir / "manifest.json"
         if not path.exists():
             return cls(path, {"larpo_version": version, "config": config, "completed": {}})
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{path}: unreadable manifest ({error})") from None
+        data = read_manifest(path)
         changed = sorted(
             key
             for key in set(config) | set(data.get("config", {}))

@@ -29,9 +29,13 @@ def load_prompts(path: str | Path) -> list[Prompt]:
         rows = read_jsonl(path)
     prompts, seen = [], set()
     for number, row in enumerate(rows, start=1):
-        text = row.get("prompt")
+        if "prompt" not in row:
+            raise InputError(
+                f"{path}: record {number}: no 'prompt' field (fields: {', '.join(row) or 'none'})"
+            )
+        text = row["prompt"]
         if not isinstance(text, str):
-            raise InputError(f"{path}: record {number}: 'prompt' must be a string")
+            raise InputError(f"{path}: record {number}: 'prompt' must be a string, got {type(text).__name__}")
         if not text.strip():
             raise InputError(f"{path}: record {number}: empty prompt")
         raw_id = row.get("id", f"p{number}")

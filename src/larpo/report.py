@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from larpo.errors import InputError
+from larpo.manifest import read_manifest
 from larpo.plots import plot_iteration_curves, plot_recall_curves
 
 
@@ -15,7 +16,7 @@ def iteration_rows(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "manifest.json"
     if not path.is_file():
         raise InputError(f"{run_dir}: not a larpo run directory (no manifest.json)")
-    completed = json.loads(path.read_text(encoding="utf-8"))["completed"]
+    completed = read_manifest(path)["completed"]
     rows = []
     for key in sorted(completed, key=int):
         stages = completed[key]

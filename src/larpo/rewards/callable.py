@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -36,6 +37,8 @@ def _load_module(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as err:
         raise RewardError(f"cannot import reranker module {name!r}: {err}") from err
+    except Exception as err:  # the module's own code failed
+        raise RewardError(f"importing reranker module {name!r} failed: {type(err).__name__}: {err}") from err
 
 
 def _load_file(target: str) -> ModuleType:
@@ -61,13 +64,28 @@ class CallableReranker(Reranker):
     """Scores with ``fn(prompt: str, responses: list[str]) -> list[float]``, called once per prompt.
 
     ``fn`` gets one prompt and all of its candidate responses and returns one score per response,
-    in the same order; the scores must be finite real numbers.
+    in the same order; the scores must be finite real numbers. An exception raised by ``fn`` becomes a
+    :class:`RewardError` naming the prompt and where in the function it was raised.
     """
 
     def __init__(self, fn: ScoreFn | str) -> None:
         self.fn = load_callable(fn) if isinstance(fn, str) else fn
 
     def _score(self, prompts: list[str], responses: list[list[str]]) -> list[Any]:
-        return [
-            self.fn(prompt, list(candidates)) for prompt, candidates in zip(prompts, responses, strict=True)
-        ]
+        scores = []
+        for prompt, candidates in zip(prompts, responses, strict=True):
+            try:
+                scores.append(self.fn(prompt, list(candidates)))
+            except Exception as err:
+                raise RewardError(_describe_failure(err, prompt)) from err
+        return scores
+
+
+def _describe_failure(err: Exception, prompt: str) -> str:
+    """``the reward function raised E on prompt P (file.py, line N): message``; the location is the
+    innermost frame outside this module (none when the call itself failed, e.g. a wrong signature)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename != __file__]
+    where = f" ({Path(frames[-1].filename).name}, line {frames[-1].lineno})" if frames else ""
+    detail = str(err).strip().splitlines()
+    message = f": {detail[0]}" if detail else ""
+    return f"the reward function raised {type(err).__name__} on prompt {prompt[:60]!r}{where}{message}"
