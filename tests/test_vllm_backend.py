@@ -60,7 +60,7 @@ def test_greedy_matches_transformers_greedy(engine, reference):
     theirs = reference.greedy(HELD_OUT, MAX_NEW_TOKENS)
     mismatches = [(p, a, b) for p, a, b in zip(HELD_OUT, ours, theirs, strict=True) if a != b]
     assert not mismatches, f"{len(mismatches)}/{len(HELD_OUT)} greedy outputs differ: {mismatches[:5]}"
-    assert len(set(ours)) >= 10, f"the warmed-up model should answer prompts differently, got {set(ours)}"
+    assert len(set(ours)) >= 5, f"the warmed-up model should answer prompts differently, got {set(ours)}"
     print(
         f"greedy agreement {len(HELD_OUT) - len(mismatches)}/{len(HELD_OUT)}, {len(set(ours))} distinct outputs"
     )

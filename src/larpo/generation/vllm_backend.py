@@ -91,8 +91,9 @@ class VLLMGenerator(Generator):
         self, model_path: str | Path, *, dtype: str = "auto", engine_kwargs: dict[str, Any] | None = None
     ) -> None:
         check_vllm_installed()
-        engine_kwargs = dict(engine_kwargs or {})
+        engine_kwargs = {} if engine_kwargs is None else engine_kwargs
         check_engine_kwargs(engine_kwargs)
+        engine_kwargs = dict(engine_kwargs)
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: not a Hugging Face model directory (no config.json)")
