@@ -22,6 +22,7 @@ store, manifest and weights as an uninterrupted run with the same seed (on CPU).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -61,7 +62,8 @@ from larpo.data import tokenize_list
 from larpo.errors import InputError
 from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_lists, ranking_quality
 from larpo.faults import fault_point
-from larpo.generation import SamplingParams, TransformersGenerator
+from larpo.generation import Generator, SamplingParams, TransformersGenerator, VLLMGenerator
+from larpo.generation.vllm_backend import check_vllm_installed
 from larpo.manifest import STAGES, Manifest
 from larpo.model_io import check_prompt_lengths, load_policy, resolve_dtype
 from larpo.prompts import Prompt, load_prompts
@@ -101,6 +103,8 @@ class LarpoRun:
         self.lora = config.lora
         if self.lora:
             require_peft()
+        if config.generator == "vllm":
+            check_vllm_installed()
         self._policy_cache: dict[str, Any] = {}
         model, tokenizer = self.policy(config.model)  # a model directory that does not load fails here
         if self.lora:
@@ -187,6 +191,22 @@ class LarpoRun:
             self._policy_cache[path] = (model.eval(), tokenizer)
         return self._policy_cache[path]
 
+    def generator(self, path: str) -> Generator:
+        """The configured sampling backend on the model directory ``path``; use it in a ``with`` block.
+
+        A vLLM engine is started on the saved directory and shut down when the block ends, freeing the
+        accelerator for training; the cached transformers policy is dropped first to make room for it.
+        """
+        if self.config.generator == "vllm":
+            self._policy_cache.clear()
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            dtype = str(resolve_dtype(self.config.dtype)).removeprefix("torch.")  # as the trainer's
+            return VLLMGenerator(path, dtype=dtype, engine_kwargs=self.config.vllm_kwargs)
+        model, tokenizer = self.policy(path)
+        return TransformersGenerator(model, tokenizer, batch_size=self.config.generation_batch_size)
+
     def prompts_for(self, s: int) -> list[Prompt]:
         """The prompts of iteration ``s``: all, or a seeded sample of ``prompts_per_iteration``."""
         count = self.config.prompts_per_iteration
@@ -212,10 +232,11 @@ class LarpoRun:
         mix = split_samples(config.num_candidates, config.temperature_mix or [temperature])
         if not (final.exists() and not parts.exists()):
             parts.mkdir(parents=True, exist_ok=True)
-            model, tokenizer = self.policy(self.model_path(s - 1))
-            generator = TransformersGenerator(model, tokenizer, batch_size=config.generation_batch_size)
             chunks = self._chunks(prompts, config.generation_batch_size)
-            with Progress(console=self.console, transient=True) as progress:
+            with (
+                self.generator(self.model_path(s - 1)) as generator,
+                Progress(console=self.console, transient=True) as progress,
+            ):
                 task = progress.add_task(f"iter {s}: generating", total=len(chunks))
                 for index, chunk in enumerate(chunks):
                     part = parts / f"{index:06d}.jsonl"
@@ -455,7 +476,6 @@ class LarpoRun:
             return {"skipped": True}
         path = self.run_dir / "eval" / ("initial.json" if s < 0 else f"iter_{s}.json")
         if not path.exists():
-            model, tokenizer = self.policy(self.model_path(s))
             samples = config.eval_samples
             if 0 <= s < config.iterations - 1 and config.eval_samples_between is not None:
                 samples = config.eval_samples_between  # cheaper checks between the first and last
@@ -467,10 +487,10 @@ class LarpoRun:
                 correct_threshold=config.eval_threshold,
                 seed=hash_seed(config.seed, "eval") % (2**31),
             )
-            generator = TransformersGenerator(model, tokenizer, batch_size=config.generation_batch_size)
             texts = [p.text for p in self.eval_prompts]
             keep = s >= 0 and config.eval_ranking_prompts > 0
-            result = evaluate_policy(generator, self.eval_reranker, texts, settings, keep_samples=keep)
+            with self.generator(self.model_path(s)) as generator:
+                result = evaluate_policy(generator, self.eval_reranker, texts, settings, keep_samples=keep)
             samples = result.pop("samples", None)
             if samples:
                 result.update(self._held_out_ranking(s, texts, samples))

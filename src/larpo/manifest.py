@@ -18,7 +18,9 @@ from larpo.store import atomic_write_json
 STAGES = ("generate", "score", "lists", "train", "eval")
 
 # Settings that may change between invocations of the same run without changing its results so far.
-RESUMABLE_CHANGES = frozenset({"iterations", "output_dir"})
+RESUMABLE_CHANGES = frozenset({"iterations", "output_dir", "vllm_kwargs"})
+ADDED_SETTINGS = {"generator": "transformers", "vllm_kwargs": {}}
+"""Settings added after runs could be started, with the value a stored config without them meant."""
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -55,7 +57,8 @@ class Manifest:
         changed = sorted(
             key
             for key in set(config) | set(data.get("config", {}))
-            if key not in RESUMABLE_CHANGES and config.get(key) != data["config"].get(key)
+            if key not in RESUMABLE_CHANGES
+            and config.get(key) != data["config"].get(key, ADDED_SETTINGS.get(key))
         )
         if changed:
             raise InputError(

@@ -18,6 +18,7 @@ import yaml
 
 from larpo.adapters import LoraSettings, parse_lora
 from larpo.errors import InputError
+from larpo.generation.vllm_backend import check_engine_kwargs
 from larpo.losses import OBJECTIVES, check_options
 
 
@@ -49,6 +50,12 @@ class RunConfig:
     top_p: float = _f(1.0, "nucleus sampling threshold")
     max_new_tokens: int = _f(64, "longest response sampled, in tokens")
     generation_batch_size: int = _f(64, "prompts per generation call")
+    generator: str = _f(
+        "transformers", "sampling backend: transformers (model.generate) or vllm (larpo[vllm])"
+    )
+    vllm_kwargs: dict[str, Any] = _f(
+        {}, "extra vllm.LLM arguments, e.g. {gpu_memory_utilization: 0.5, tensor_parallel_size: 2}"
+    )
     # candidate lists: memorization and selection
     memorization: str = _f("current", "lists from: current, previous (current + previous), all iterations")
     dedup: bool = _f(True, "count the same response to a prompt once across iterations")
@@ -138,6 +145,13 @@ class RunConfig:
         _check_choice("negative_source", self.negative_source, ("policy", "random", "related"))
         _check_choice("reference", self.reference, ("initial", "previous"))
         _check_choice("dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        _check_choice("generator", self.generator, ("transformers", "vllm"))
+        if self.vllm_kwargs and self.generator != "vllm":
+            raise InputError("config: 'vllm_kwargs' is set but 'generator' is not vllm")
+        try:
+            check_engine_kwargs(self.vllm_kwargs)
+        except InputError as error:
+            raise InputError(f"config: {error}") from None
         _check_choice("objective", self.objective, tuple(sorted(OBJECTIVES)))
         try:
             check_options(self.objective, self.objective_options)

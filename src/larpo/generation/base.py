@@ -6,6 +6,8 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from transformers import PreTrainedTokenizerBase
+
 from larpo.errors import InputError
 
 
@@ -96,8 +98,34 @@ def deduplicate(samples: list[list[str]], finished: list[list[bool]]) -> Generat
     return Generations(kept_responses, kept_finished, duplicates, kept_counts)
 
 
+def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> list[list[int]]:
+    """Token ids of each prompt with ``add_special_tokens=False`` (the prompt carries any BOS itself).
+
+    Raises:
+        InputError: a prompt has no tokens.
+    """
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    for i, ids in enumerate(prompt_ids):
+        if not ids:
+            raise InputError(
+                f"prompt {i} ({prompts[i]!r}) has no tokens; generation needs a non-empty prompt"
+            )
+    return prompt_ids
+
+
+def decode_response(tokenizer: PreTrainedTokenizerBase, tokens: list[int], eos_id: int) -> tuple[str, bool]:
+    """The text of generated ``tokens`` up to the first ``eos_id`` (excluded, special tokens skipped),
+    and whether that EOS was reached (False: the sample was cut at ``max_new_tokens``)."""
+    end = tokens.index(eos_id) if eos_id in tokens else len(tokens)
+    return tokenizer.decode(tokens[:end], skip_special_tokens=True), end < len(tokens)
+
+
 class Generator(ABC):
-    """Samples responses from a policy; one implementation per inference backend."""
+    """Samples responses from a policy; one implementation per inference backend.
+
+    A generator is a context manager: leaving the ``with`` block calls :meth:`close`, which frees what
+    the backend holds (a no-op for backends that borrow their model).
+    """
 
     @abstractmethod
     def generate(self, prompts: list[str], params: SamplingParams) -> Generations:
@@ -107,3 +135,13 @@ class Generator(ABC):
         """One greedy (temperature 0) response per prompt, e.g. for evaluation."""
         params = SamplingParams(num_samples=1, temperature=0.0, max_new_tokens=max_new_tokens)
         return [responses[0] for responses in self.generate(prompts, params).responses]
+
+    def close(self) -> None:
+        """Release the backend's resources (an inference engine, its memory); the default does nothing."""
+        return None
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

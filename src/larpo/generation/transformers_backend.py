@@ -9,7 +9,14 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from larpo.errors import InputError
-from larpo.generation.base import Generations, Generator, SamplingParams, deduplicate
+from larpo.generation.base import (
+    Generations,
+    Generator,
+    SamplingParams,
+    decode_response,
+    deduplicate,
+    tokenize_prompts,
+)
 
 
 @contextmanager
@@ -82,7 +89,7 @@ class TransformersGenerator(Generator):
 
     def generate(self, prompts: list[str], params: SamplingParams) -> Generations:
         """``params.num_samples`` samples per prompt, deduplicated per prompt (see :class:`Generations`)."""
-        prompt_ids = self._tokenize(prompts)
+        prompt_ids = tokenize_prompts(self.tokenizer, prompts)
         samples: list[list[str]] = []
         finished: list[list[bool]] = []
         training = self.model.training
@@ -96,15 +103,6 @@ class TransformersGenerator(Generator):
         finally:
             self.model.train(training)
         return deduplicate(samples, finished)
-
-    def _tokenize(self, prompts: list[str]) -> list[list[int]]:
-        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        for i, ids in enumerate(prompt_ids):
-            if not ids:
-                raise InputError(
-                    f"prompt {i} ({prompts[i]!r}) has no tokens; generation needs a non-empty prompt"
-                )
-        return prompt_ids
 
     def _generate_batch(
         self, prompt_ids: list[list[int]], params: SamplingParams
@@ -126,9 +124,9 @@ class TransformersGenerator(Generator):
         )  # [B * k, P + new], rows grouped by prompt
         texts, done = [], []
         for tokens in output[:, input_ids.shape[1] :].tolist():
-            end = tokens.index(self.eos_id) if self.eos_id in tokens else len(tokens)
-            texts.append(self.tokenizer.decode(tokens[:end], skip_special_tokens=True))
-            done.append(end < len(tokens))
+            text, finished = decode_response(self.tokenizer, tokens, self.eos_id)
+            texts.append(text)
+            done.append(finished)
         k = params.num_samples
         return [texts[i : i + k] for i in range(0, len(texts), k)], [
             done[i : i + k] for i in range(0, len(done), k)
