@@ -105,6 +105,10 @@ class LarpoRun:
             require_peft()
         if config.generator == "vllm":
             check_vllm_installed()
+            if self.lora and self.lora.merge_export != "every":
+                raise InputError(
+                    "config: generator 'vllm' loads full model directories; with peft set merge_export: every"
+                )
         self._policy_cache: dict[str, Any] = {}
         model, tokenizer = self.policy(config.model)  # a model directory that does not load fails here
         if self.lora:
@@ -203,6 +207,8 @@ class LarpoRun:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             dtype = str(resolve_dtype(self.config.dtype)).removeprefix("torch.")  # as the trainer's
+            if is_adapter_dir(path):  # LoRA: sample from the merged export of the same iteration
+                path = str(Path(path).with_name("merged"))
             return VLLMGenerator(path, dtype=dtype, engine_kwargs=self.config.vllm_kwargs)
         model, tokenizer = self.policy(path)
         return TransformersGenerator(model, tokenizer, batch_size=self.config.generation_batch_size)
