@@ -77,6 +77,7 @@ from larpo.store import (
     atomic_write_text,
     group_by_prompt,
     read_records,
+    remove_stale_temp_files,
 )
 from larpo.store import write_records_atomic as write_records
 from larpo.trainer import ListwiseTrainer
@@ -133,6 +134,7 @@ class LarpoRun:
     def execute(self) -> dict[str, Any]:
         """Run every unfinished stage of every iteration; return the manifest's data."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(self.run_dir)  # torn temp files of a crashed write
         self.manifest.save()
         stages: dict[str, Callable[[int], dict[str, Any]]] = {
             "generate": self.generate,
@@ -463,6 +465,7 @@ class LarpoRun:
         if self.lora:
             stats["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         model.to(low_precision).save_pretrained(staging)
+        fault_point("train.saving")  # a half-written checkpoint stays in staging, redone on resume
         tokenizer.save_pretrained(staging)
         if self.lora and self.lora.merge_after(s, config.iterations):
             shutil.rmtree(merged_dir, ignore_errors=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from larpo.errors import InputError
+from larpo.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+_TEMP_FILE = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -216,7 +220,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         try:
-            _write_all(fd, data)
+            half = len(data) // 2
+            _write_all(fd, data[:half])
+            fault_point("write.partial")  # a crash here leaves a torn temp file, never a torn ``path``
+            _write_all(fd, data[half:])
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -294,3 +301,12 @@ class CandidateStore:
             if record.iteration != iteration:
                 raise StoreError(f"record of iteration {record.iteration} written to iteration {iteration}")
         return records
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files that :func:`atomic_write_bytes` leaves when a process dies mid-write, under
+    ``directory`` (recursively); returns them. Only names of the form ``.<name>.<12 hex>.tmp`` match."""
+    stale = [p for p in Path(directory).rglob(".*.tmp") if _TEMP_FILE.fullmatch(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
