@@ -65,6 +65,13 @@ def _prompts(path: Path) -> list[str]:
     return [json.loads(line)["prompt"] for line in path.read_text().splitlines()]
 
 
+def add(results: dict, name: str, seed: int, run_dir: Path, iterations: int) -> None:
+    """Record a finished run: its accuracy curve and the seconds its stages took (SFT excluded)."""
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    seconds = sum(entry.get("seconds", 0.0) for entry in log)
+    results.setdefault(name, []).append((seed, accuracy_by_iteration(run_dir, iterations), seconds))
+
+
 def train_steps(run_dir: Path, iterations: int) -> list[int]:
     completed = json.loads((run_dir / "manifest.json").read_text())["completed"]
     return [completed[str(s)]["train"]["steps"] for s in range(iterations)]
@@ -82,32 +89,33 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--output", type=Path, default=Path("runs/bench_demo"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument(
+        "--arms", nargs="+", default=["dpo2", "rft", "sft"], choices=["dpo2", "rft", "sft"],
+        help="arms to run besides default (finished runs of the others are still reported)",
+    )
     args = parser.parse_args()
     console = Console(stderr=True)
-    curves: dict[str, list[list[float]]] = {}
-    rows, seconds = [], {}
+    results: dict[str, list[tuple[int, list[float], float]]] = {}  # arm -> (seed, curve, seconds)
     for seed in args.seeds:
         settings = DemoSettings(seed=seed)
         output = args.output / f"seed{seed}"
-        start = time.perf_counter()
         run_demo(output, settings, console)
-        seconds.setdefault("default", []).append(time.perf_counter() - start)
-        curves.setdefault("default", []).append(accuracy_by_iteration(output / "run", settings.iterations))
+        add(results, "default", seed, output / "run", settings.iterations)
         train, heldout = arithmetic.train_and_heldout_splits(
             settings.train_prompts, settings.heldout_prompts, seed
         )
         for name, config in arms(settings, output, arithmetic.answer_budget(train + heldout)).items():
-            start = time.perf_counter()
-            LarpoRun(config, console).execute()
-            seconds.setdefault(name, []).append(time.perf_counter() - start)
-            curves.setdefault(name, []).append(
-                accuracy_by_iteration(Path(config.output_dir), settings.iterations)
-            )
-        start = time.perf_counter()
-        curves.setdefault("sft", []).append(
-            continued_sft(output, settings, train_steps(output / "run", settings.iterations))
-        )
-        seconds.setdefault("sft", []).append(time.perf_counter() - start)
+            run_dir = Path(config.output_dir)
+            if name in args.arms:
+                LarpoRun(config, console).execute()
+            if (run_dir / "eval" / f"iter_{settings.iterations - 1}.json").exists():  # else: not run
+                add(results, name, seed, run_dir, settings.iterations)
+        if "sft" in args.arms:
+            started = time.perf_counter()
+            curve = continued_sft(output, settings, train_steps(output / "run", settings.iterations))
+            results.setdefault("sft", []).append((seed, curve, time.perf_counter() - started))
+    curves = {name: [curve for _, curve, _ in entries] for name, entries in results.items()}
+    rows = []
     settings = DemoSettings()
     lines = [
         "# Demo over seeds: default objective vs 2-sample iterative DPO, RFT and continued SFT",
@@ -119,20 +127,20 @@ def main() -> None:
         "",
         "| arm | seed | "
         + " | ".join(f"iter {s}" for s in range(-1, settings.iterations))
-        + " | gain | seconds |",
+        + " | gain | LarPO seconds |",
         "|---" * (settings.iterations + 5) + "|",
     ]
-    for name, per_seed in curves.items():
-        for seed, curve, took in zip(args.seeds, per_seed, seconds[name], strict=True):
+    for name, entries in results.items():
+        for seed, curve, took in entries:
             cells = " | ".join(f"{a:.3f}" for a in curve)
             lines.append(f"| {name} | {seed} | {cells} | {curve[-1] - curve[0]:+.3f} | {took:.0f} |")
-            rows.append({"arm": name, "seed": seed, "curve": curve})
-    lines += ["", "| arm | mean gain | min gain | max gain | worst drop below SFT |", "|---|---|---|---|---|"]
+            rows.append({"arm": name, "seed": seed, "curve": curve, "seconds": took})
+    lines += ["", "| arm | seeds | mean gain | min gain | max gain | worst drop below SFT |", "|---|---|---|---|---|---|"]
     for name, per_seed in curves.items():
         gains = [c[-1] - c[0] for c in per_seed]
         drops = [min(c) - c[0] for c in per_seed]
         lines.append(
-            f"| {name} | {statistics.mean(gains):+.3f} | {min(gains):+.3f} | {max(gains):+.3f} | {min(drops):+.3f} |"
+            f"| {name} | {len(gains)} | {statistics.mean(gains):+.3f} | {min(gains):+.3f} | {max(gains):+.3f} | {min(drops):+.3f} |"
         )
     mean_rows = [
         {
@@ -143,7 +151,7 @@ def main() -> None:
     ]
     args.docs.mkdir(parents=True, exist_ok=True)
     plot_iteration_curves(mean_rows, list(curves), args.docs / "demo.png")
-    lines += ["", "![mean held-out greedy accuracy per iteration](demo.png)", ""]
+    lines += ["", "![mean held-out greedy accuracy per iteration, over the seeds each arm ran](demo.png)", ""]
     (args.docs / "demo.md").write_text("\n".join(lines))
     (args.docs / "demo.json").write_text(json.dumps(rows, indent=1))
     print("\n".join(lines))
