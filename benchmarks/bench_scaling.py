@@ -17,11 +17,11 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchutil import mib
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -123,23 +123,9 @@ def time_grid(specs: list[dict], rounds: int) -> list[float]:
 
 
 def spawn(spec: dict) -> dict:
-    from benchutil import worker_env
+    from benchutil import run_worker
 
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=worker_env(spec["threads"]),
-        check=False,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"m={spec['m']} R={spec['response']} failed:\n{proc.stderr[-4000:]}")
-
-
-def mib(value: float) -> str:
-    return f"{value / 2**20:.0f}"
+    return run_worker(__file__, spec, f"m={spec['m']} R={spec['response']}")
 
 
 def table(results: list[dict], sizes: tuple[int, ...]) -> list[str]:

@@ -19,10 +19,10 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from benchutil import mib
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -170,23 +170,9 @@ def run_arm(spec: dict) -> dict:
 
 # ----------------------------------------------------------------------------- driver
 def spawn(spec: dict) -> dict:
-    from benchutil import worker_env
+    from benchutil import run_worker
 
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=worker_env(spec["threads"]),
-        check=False,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{spec['arm']} / {spec['name']} failed:\n{proc.stderr[-4000:]}")
-
-
-def mib(value: float) -> str:
-    return f"{value / 2**20:.0f}"
+    return run_worker(__file__, spec, f"{spec['arm']} / {spec['name']}")
 
 
 def summarise(results: list[dict], setting: dict) -> dict:

@@ -3,11 +3,13 @@ a synthetic fixed-length vocabulary and a mid-sized Llama built locally."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from importlib import metadata
@@ -135,3 +137,24 @@ class StepTimer(TrainerCallback):
             raise ValueError(f"only {len(self.ends)} steps ran, {warmup} are warm-up")
         begin = self.ends[warmup - 1] if warmup else self.start
         return self.ends[-1] - begin, len(self.ends) - warmup
+
+
+def run_worker(script: str | Path, spec: dict, label: str) -> dict:
+    """Run ``script --worker <spec as JSON>`` in a fresh process (its own peak RSS) and return the dict it
+    prints on a ``RESULT <json>`` line; ``label`` names the run if it fails."""
+    proc = subprocess.run(
+        [sys.executable, str(Path(script).resolve()), "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=worker_env(spec["threads"]),
+        check=False,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"{label} failed:\n{proc.stderr[-4000:]}")
+
+
+def mib(value: float) -> str:
+    """Bytes as whole MiB."""
+    return f"{value / 2**20:.0f}"
