@@ -23,3 +23,14 @@ def workspace(tmp_path_factory):
         for i in range(PROMPTS):
             handle.write(json.dumps({"id": f"q{i}", "prompt": f"{10 + i}+{20 + 3 * i}="}) + "\n")
     return root
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(workspace, tmp_path_factory):
+    """The result files of an uninterrupted `larpo run` that crash tests compare a resumed run with."""
+    from tests.test_resume import larpo_run, snapshot
+
+    run_dir = tmp_path_factory.mktemp("baseline") / "run"
+    result = larpo_run(workspace, run_dir)
+    assert result.returncode == 0, result.stderr
+    return snapshot(run_dir)

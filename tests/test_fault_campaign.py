@@ -21,14 +21,6 @@ POINTS = ["generate.chunk", "generate.merge", "score.chunk", "score.merge", "lis
 FAULTS = 20
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(workspace, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("baseline") / "run"
-    result = larpo_run(workspace, run_dir)
-    assert result.returncode == 0, result.stderr
-    return snapshot(run_dir)
-
-
 @pytest.mark.slow
 def test_twenty_random_kills_resume_to_the_uninterrupted_result(workspace, tmp_path, uninterrupted):
     rng = random.Random(2025)

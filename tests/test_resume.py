@@ -7,8 +7,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 from tests.test_loop import settings
 
 STAGE_FILES = ("manifest.json", "candidates/iter_0.jsonl", "candidates/iter_1.jsonl", "iter_0/lists.jsonl",
@@ -33,14 +31,6 @@ def snapshot(run_dir):
     assert manifest["config"].pop("output_dir") == str(run_dir)
     files["manifest.json"] = manifest
     return files
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(workspace, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("baseline") / "run"
-    result = larpo_run(workspace, run_dir)
-    assert result.returncode == 0, result.stderr
-    return snapshot(run_dir)
 
 
 def test_killed_in_every_stage_resumes_to_the_same_result(workspace, tmp_path, uninterrupted):
