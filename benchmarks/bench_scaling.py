@@ -63,6 +63,7 @@ def build(spec: dict):
         disable_tqdm=True,
         logging_strategy="no",
         save_strategy="no",
+        shared_prefix=spec.get("shared_prefix", True),
         seed=0,
     )
     trainer = ListwiseTrainer(model, args, examples, processing_class=tokenizer)
@@ -232,8 +233,8 @@ def main() -> None:
         f"Step time: all configurations built in one process, one warm-up step each, then {args.rounds} rounds "
         "of one step per configuration, round-robin (order reversed every other round) so that every "
         "configuration sees the same machine load; median per configuration. Memory: each configuration "
-        f"trains {base['steps']} steps with `trainer.train()` in its own subprocess. Tokens = B * m * (P + R) processed tokens (the prompt "
-        "is repeated for every candidate); response tokens = B * m * R. Peak RSS is the whole process; train "
+        f"trains {base['steps']} steps with `trainer.train()` in its own subprocess. Tokens = B * m * (P + R) sequence tokens (with the "
+        "default `shared_prefix` the prompt is encoded once per list, see bench_shared_prefix.py); response tokens = B * m * R. Peak RSS is the whole process; train "
         "growth is the RSS peak during `train()` minus RSS just before it.",
         "",
         *table(results, sizes),

@@ -97,3 +97,51 @@ def test_logits_only_after_the_prompt_match_full_logits():
     assert widths == [width - 8, width]  # prompts of 9 tokens: logits from position 8 (predicts token 9) on
     assert torch.allclose(kept, reference, atol=1e-5)
     assert torch.equal(kept_lengths, reference_lengths)
+
+
+def _shared_prefix_batch(tokenizer):
+    examples = [
+        tokenize_list(tokenizer, "12+7=", ["19", "18", "1900"]),
+        tokenize_list(tokenizer, "3+4=", ["7", "77777"]),  # shorter prompt, shorter list
+        tokenize_list(tokenizer, "100+200=", ["300", "30", "3", "3000000"]),
+        tokenize_list(tokenizer, "5-5=", ["0"]),  # a list of one
+    ]
+    return ListCollator(pad_token_id=tokenizer.pad_token_id)(examples)
+
+
+def test_shared_prefix_matches_one_pass_per_candidate_in_value_and_gradient():
+    model, tokenizer = tiny_model_and_tokenizer()
+    batch = _shared_prefix_batch(tokenizer)
+    calls = []
+    handle = model.model.register_forward_hook(lambda _m, _i, out: calls.append(out.last_hidden_state.shape))
+    grads = []
+    for shared in (False, True):
+        model.zero_grad()
+        logps, lengths = list_logps(model, batch, shared_prefix=shared)
+        (logps * torch.arange(1.0, logps.numel() + 1).view_as(logps)).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        if shared:
+            shared_logps, shared_lengths = logps, lengths
+        else:
+            plain_logps, plain_lengths = logps, lengths
+    handle.remove()
+    assert torch.allclose(shared_logps, plain_logps, atol=1e-5)
+    assert torch.equal(shared_lengths, plain_lengths)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads, strict=True))
+    # plain: 10 sequences of 14 tokens; shared: 4 prefixes ("12+7" is the longest of "1","3","100+200")
+    # of 7 tokens, then 10 suffixes of last prompt token + response (+EOS), at most 1 + 7 + 1 = 9 tokens
+    n, width = batch["input_ids"].shape
+    assert calls == [(n, width, 32), (4, 7, 32), (n, 9, 32)]
+
+
+def test_shared_prefix_falls_back_where_the_model_cannot_take_it():
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.eval()
+    batch = _shared_prefix_batch(tokenizer)
+    with torch.no_grad():
+        expected, _ = list_logps(model, batch)
+        no_keep, _ = list_logps(FullLogitsOnly(model), batch, shared_prefix=True)  # no logits_to_keep
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+        checkpointed, _ = list_logps(model, batch, shared_prefix=True)
+    assert torch.allclose(no_keep, expected, atol=1e-5)
+    assert torch.allclose(checkpointed, expected, atol=1e-5)

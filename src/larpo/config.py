@@ -43,6 +43,13 @@ class ListwiseConfig(TrainingArguments):
     max_length: int | None = field(
         default=None, metadata={"help": "truncate prompt+response to this many tokens (responses are cut)"}
     )
+    shared_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "encode each list's prompt once and reuse its KV cache for the m candidates (same "
+            "log-probs, less compute); falls back to one pass per candidate where the model cannot"
+        },
+    )
     precompute_reference_logps: bool = field(
         default=True,
         metadata={

@@ -43,27 +43,111 @@ def sequence_logps(
 
 def _first_scored_position(model: nn.Module, scored: Tensor) -> int:
     """First column of ``scored`` with a scored token when ``model`` takes ``logits_to_keep``, else 0."""
-    inner = model
-    while hasattr(inner, "module"):  # DDP, DataParallel, DeepSpeed engines
-        inner = inner.module
-    if hasattr(inner, "get_base_model"):  # PEFT passes extra keyword arguments to the base model
-        inner = inner.get_base_model()
-    if "logits_to_keep" not in inspect.signature(inner.forward).parameters:
+    if not _takes_logits_to_keep(model):
         return 0
     columns = scored.any(dim=0).nonzero()
     return int(columns[0]) if len(columns) else 0
 
 
-def list_logps(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+def shared_prefix_logps(
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor, rows: Tensor
+) -> tuple[Tensor, Tensor] | None:
+    """:func:`sequence_logps` with each list's prompt run through the model once, not once per candidate.
+
+    The prompt minus its last token (the *prefix*) of each of the ``B`` lists is encoded once; its
+    key/value cache is indexed out to the ``N`` candidates, which then run only ``last prompt token +
+    response``. Attention and positions are those of the full sequence, so the log-probs equal
+    :func:`sequence_logps`'s up to float rounding, at ``B*P + N*S`` token positions instead of
+    ``N*(P+S)``: a listwise batch of m candidates spends its prompt compute once instead of m times.
+
+    Args:
+        input_ids, attention_mask, response_mask: ``[N, T]`` as for :func:`sequence_logps`.
+        rows: ``[N]`` list index (``0..B-1``) of each sequence, non-decreasing; a list's sequences
+            share their prompt.
+
+    Returns:
+        ``([N] summed log-probs, [N] response token counts)``, or ``None`` where the model cannot take
+        the shortcut (no ``logits_to_keep`` or KV cache, gradient checkpointing, a one-token prompt):
+        then use :func:`sequence_logps`.
+    """
+    inner = _unwrap(model)
+    checkpointing = getattr(inner, "is_activation_checkpointing", None)  # transformers >= 5.24
+    if checkpointing is None:
+        checkpointing = getattr(inner, "is_gradient_checkpointing", False)
+    if checkpointing or not _takes_logits_to_keep(model):
+        return None
+    if not bool(response_mask.any(dim=1).all()):
+        return None  # an empty response has no suffix to run
+    starts = response_mask.int().argmax(dim=1)  # (N,) first response column = prompt length
+    ends = attention_mask.sum(dim=1)  # (N,) real tokens per sequence (right padding)
+    first = torch.zeros_like(rows, dtype=torch.bool)
+    first[0], first[1:] = True, rows[1:] != rows[:-1]
+    prefix_lengths = starts[first] - 1  # (B,)
+    if len(prefix_lengths) == len(rows) or int(prefix_lengths.min()) < 1:
+        return None  # nothing shared, or a list without a prefix token to cache
+    width = int(prefix_lengths.max())
+    prefix_ids = input_ids[first, :width]  # (B, P)
+    prefix_mask = (torch.arange(width, device=rows.device) < prefix_lengths.unsqueeze(1)).long()
+    cache_name = _cache_argument(inner)
+    out = model(input_ids=prefix_ids, attention_mask=prefix_mask, use_cache=True, logits_to_keep=1)
+    cache = getattr(out, cache_name, None)
+    if cache is None or not hasattr(cache, "batch_select_indices"):
+        return None
+    cache.batch_select_indices(rows)  # (B, ...) -> (N, ...): each candidate sees its list's prefix
+
+    suffix_lengths = ends - starts + 1  # last prompt token + response
+    offsets = torch.arange(int(suffix_lengths.max()), device=rows.device)  # (S,)
+    suffix_mask = offsets < suffix_lengths.unsqueeze(1)  # (N, S)
+    # (N, S) column of each suffix token in input_ids; padded slots are clamped inside the sequence so
+    # that their (masked, unused) positions stay within what the model was built for
+    columns = ((starts - 1).unsqueeze(1) + offsets).clamp_max(input_ids.shape[1] - 1)
+    suffix_ids = input_ids.gather(1, columns)
+    logits = model(
+        input_ids=suffix_ids,
+        attention_mask=torch.cat([prefix_mask[rows], suffix_mask.long()], dim=1),
+        position_ids=columns,
+        use_cache=True,
+        **{cache_name: cache},
+    ).logits[:, :-1].float()  # (N, S-1, V): suffix position j predicts suffix token j+1
+    token_logps = logits.gather(-1, suffix_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
+    scored = suffix_mask[:, 1:]
+    token_logps = torch.where(scored, token_logps, token_logps.new_zeros(()))
+    return token_logps.sum(dim=-1), scored.sum(dim=-1).to(token_logps.dtype)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The Hugging Face model inside DDP/DeepSpeed wrappers and PEFT."""
+    inner = model
+    while hasattr(inner, "module"):  # DDP, DataParallel, DeepSpeed engines
+        inner = inner.module
+    if hasattr(inner, "get_base_model"):  # PEFT passes extra keyword arguments to the base model
+        inner = inner.get_base_model()
+    return inner
+
+
+def _cache_argument(model: nn.Module) -> str:
+    """The KV-cache keyword of ``model.forward`` and of its output: ``cache`` (transformers >= 5.24)
+    or ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _takes_logits_to_keep(model: nn.Module) -> bool:
+    return "logits_to_keep" in inspect.signature(_unwrap(model).forward).parameters
+
+
+def list_logps(model: nn.Module, batch: dict[str, Tensor], shared_prefix: bool = False) -> tuple[Tensor, Tensor]:
     """Log-probs of a collated batch of lists (see :class:`larpo.data.ListCollator`).
+
+    With ``shared_prefix``, each list's prompt is encoded once (:func:`shared_prefix_logps`) where the
+    model allows it.
 
     Returns:
         ``([B, m] summed log-probs, [B, m] response token counts)``, 0 in padded slots.
     """
-    logps, lengths = sequence_logps(
-        model, batch["input_ids"], batch["attention_mask"], batch["response_mask"]
-    )
-    mask = batch["list_mask"].to(logps.device)
+    mask = batch["list_mask"].to(batch["input_ids"].device)
+    args = (model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+    result = shared_prefix_logps(*args, mask.nonzero()[:, 0]) if shared_prefix else None
+    logps, lengths = result if result is not None else sequence_logps(*args)
     return (
         logps.new_zeros(mask.shape).masked_scatter(mask, logps),
         lengths.new_zeros(mask.shape).masked_scatter(mask, lengths),

@@ -440,6 +440,7 @@ class LarpoRun:
                 lr_scheduler_type=_with_warmup(config.lr_scheduler_type, config.warmup_ratio),
                 warmup_steps=config.warmup_ratio,
                 max_length=config.max_length,
+                shared_prefix=config.shared_prefix,
                 seed=hash_seed(config.seed, "train", s) % (2**31),
                 logging_steps=1,
                 save_strategy="no",

@@ -18,8 +18,8 @@ from larpo.store import atomic_write_json
 STAGES = ("generate", "score", "lists", "train", "eval")
 
 # Settings that may change between invocations of the same run without changing its results so far.
-RESUMABLE_CHANGES = frozenset({"iterations", "output_dir", "vllm_kwargs"})
-ADDED_SETTINGS = {"generator": "transformers", "vllm_kwargs": {}}
+RESUMABLE_CHANGES = frozenset({"iterations", "output_dir", "vllm_kwargs", "shared_prefix"})
+ADDED_SETTINGS = {"generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True}
 """Settings added after runs could be started, with the value a stored config without them meant."""
 
 

@@ -81,6 +81,7 @@ class RunConfig:
     lr_scheduler_type: str = _f("constant", "transformers scheduler name (constant, linear, cosine, ...)")
     warmup_ratio: float = _f(0.0, "fraction of each iteration's steps spent warming up, in [0, 1)")
     max_length: int | None = _f(None, "truncate prompt+response to this many tokens")
+    shared_prefix: bool = _f(True, "encode each prompt once per list, not once per candidate (same log-probs)")
     dtype: str = _f("auto", "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
     mixed_precision: bool = _f(
         True, "with a bf16/fp16 dtype, train fp32 master weights under autocast (false: train in dtype)"
