@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from larpo.data import ListCollator, tokenize_list
@@ -145,3 +146,19 @@ def test_shared_prefix_falls_back_where_the_model_cannot_take_it():
         checkpointed, _ = list_logps(model, batch, shared_prefix=True)
     assert torch.allclose(no_keep, expected, atol=1e-5)
     assert torch.allclose(checkpointed, expected, atol=1e-5)
+
+
+def test_response_logps_groups_same_prompt_pairs_and_keeps_input_order():
+    from larpo.reference import response_logps
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.eval()
+    pairs = [("12+7=", "19"), ("12+7=", "18"), ("12+7=", "1900"), ("3+4=", "7"), ("12+7=", "9"), ("3+4=", "77")]
+    expected = [
+        slow_logp(model, tokenizer(p, add_special_tokens=False)["input_ids"],
+                  tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+        for p, r in pairs
+    ]  # fmt: skip
+    for batch_size in (1, 2, 256):  # lists split across batches, batches of whole lists, one batch
+        got = response_logps(model, tokenizer, pairs, batch_size=batch_size)
+        assert got == pytest.approx(expected, abs=1e-4)

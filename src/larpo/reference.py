@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -17,20 +18,42 @@ def response_logps(
     tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[tuple[str, str]],
     *,
-    batch_size: int = 32,
+    batch_size: int = 256,
     max_length: int | None = None,
 ) -> list[float]:
-    """Summed log-prob of each response (plus EOS, as trained) given its prompt, in input order."""
+    """Summed log-prob of each response (plus EOS, as trained) given its prompt, in input order.
+
+    Consecutive pairs with the same prompt form one list, so the prompt is encoded once for all of them
+    (:func:`larpo.logprobs.shared_prefix_logps`); a batch holds about ``batch_size`` responses.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     collator = ListCollator(pad_token_id=tokenizer.pad_token_id, max_length=max_length)
     out: list[float] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        examples = [tokenize_list(tokenizer, prompt, [response]) for prompt, response in chunk]
+    for examples in _batches(tokenizer, pairs, batch_size):
         batch = {k: v.to(device) for k, v in collator(examples).items()}
-        logps, _ = list_logps(model, batch)  # (B, 1)
-        out.extend(logps[:, 0].tolist())
+        logps, _ = list_logps(model, batch, shared_prefix=True)  # (B, m)
+        out.extend(logps[batch["list_mask"]].tolist())
     model.train(was_training)
     return out
+
+
+def _batches(
+    tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], batch_size: int
+) -> Iterator[list[dict]]:
+    """List examples of consecutive same-prompt pairs, gathered into batches of about ``batch_size``
+    responses (a list is never split across batches unless it alone exceeds ``batch_size``)."""
+    batch: list[dict] = []
+    size = 0
+    for prompt, group in itertools.groupby(pairs, key=lambda pair: pair[0]):
+        responses = [response for _, response in group]
+        for start in range(0, len(responses), batch_size):
+            chunk = responses[start : start + batch_size]
+            if batch and size + len(chunk) > batch_size:
+                yield batch
+                batch, size = [], 0
+            batch.append(tokenize_list(tokenizer, prompt, chunk))
+            size += len(chunk)
+    if batch:
+        yield batch
