@@ -41,7 +41,7 @@ class DemoSettings:
     sft_steps: int = 1500
     sft_batch_size: int = 64
     sft_learning_rate: float = 4e-4
-    sft_target_accuracy: float = 0.45
+    sft_target_accuracy: float = 0.40
     sft_validation_prompts: int = 200
     demonstration_error_rate: float = 0.6
     iterations: int = 4
@@ -56,6 +56,7 @@ class DemoSettings:
     eval_samples: int = 16
     eval_samples_between: int = 4
     warmup_ratio: float = 0.1
+    lr_scheduler_type: str = "constant"
 
     def run_config(self, output: Path, max_new_tokens: int) -> RunConfig:
         return RunConfig(
@@ -80,6 +81,7 @@ class DemoSettings:
             eval_samples=self.eval_samples,
             eval_samples_between=min(self.eval_samples_between, self.eval_samples),
             warmup_ratio=self.warmup_ratio,
+            lr_scheduler_type=self.lr_scheduler_type,
             eval_ks=[k for k in (1, 4, 16) if k <= self.eval_samples],
         )
 

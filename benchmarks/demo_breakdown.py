@@ -1,0 +1,58 @@
+"""Where the demo's gain comes from: held-out greedy accuracy per operator, on problems that need a carry
+(or borrow) and on problems that do not, for the SFT start and each finished arm's final model.
+
+Run: python benchmarks/demo_breakdown.py runs/bench_demo/seed0 [--iteration 3]
+(after benchmarks/demo_seeds.py). Prints a markdown table.
+
+The demonstrations are wrong only on carry/borrow problems (larpo.tasks.arithmetic.flawed_answer), so a
+gain there is the bug being unlearned, and a loss on no-carry problems is collateral damage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from larpo.tasks import arithmetic
+
+OPERATORS = {"+": "add", "-": "sub", "*": "mul"}
+
+
+def groups(prompts: list[str]) -> dict[str, list[str]]:
+    """Held-out prompts by operator and by whether the flawed demonstration would be wrong."""
+    out: dict[str, list[str]] = {}
+    for prompt in prompts:
+        op = next(c for c in prompt[1:] if c in OPERATORS)
+        carry = arithmetic.flawed_answer(prompt) != arithmetic.answer(prompt)
+        out.setdefault(f"{OPERATORS[op]} {'carry' if carry else 'no carry'}", []).append(prompt)
+    return dict(sorted(out.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("seed_dir", type=Path, help="one seed's directory of benchmarks/demo_seeds.py")
+    parser.add_argument("--iteration", type=int, default=3, help="the arms' iteration to read (default 3)")
+    args = parser.parse_args()
+    prompts = [json.loads(line)["prompt"] for line in (args.seed_dir / "heldout_prompts.jsonl").open()]
+    budget = arithmetic.answer_budget(prompts)
+    tokenizer = AutoTokenizer.from_pretrained(args.seed_dir / "sft")
+    models = {"SFT start": args.seed_dir / "sft"}
+    for run in sorted(args.seed_dir.glob("run*")):
+        model = run / f"iter_{args.iteration}" / "model"
+        if model.exists():
+            models[run.name.removeprefix("run_") if run.name != "run" else "default"] = model
+    by_group = groups(prompts)
+    print("| model | " + " | ".join(f"{g} (n={len(p)})" for g, p in by_group.items()) + " | all |")
+    print("|---" * (len(by_group) + 2) + "|")
+    for name, path in models.items():
+        model = AutoModelForCausalLM.from_pretrained(path).eval()
+        cells = [arithmetic.greedy_accuracy(model, tokenizer, p, budget) for p in by_group.values()]
+        total = arithmetic.greedy_accuracy(model, tokenizer, prompts, budget)
+        print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {total:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
