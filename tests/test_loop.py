@@ -40,9 +40,9 @@ def read_lists(run_dir, s):
     return [json.loads(line) for line in (run_dir / f"iter_{s}" / "lists.jsonl").read_text().splitlines()]
 
 
-def check_store(run_dir, manifest):
+def check_store(run_dir, manifest, iterations=2):
     """Every iteration's file holds that iteration's scored policy samples, as the manifest counts them."""
-    for s in range(2):
+    for s in range(iterations):
         records = read_records(run_dir / "candidates" / f"iter_{s}.jsonl")
         generated = manifest["completed"][str(s)]["generate"]
         assert len(records) == generated["candidates"]

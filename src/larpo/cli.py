@@ -7,7 +7,6 @@ import difflib
 import errno
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -136,6 +135,7 @@ def train(
     """
     from larpo.adapters import add_lora, parse_lora, require_peft, save_merged
     from larpo.data import tokenize_list
+    from larpo.distributed import check_launch
     from larpo.model_io import load_policy
     from larpo.run_config import read_yaml_mapping
     from larpo.trainer import ListwiseTrainer
@@ -159,12 +159,7 @@ def train(
     }
     settings.update({key: value for key, value in flags.items() if value is not None})
     args = listwise_config(output_dir=str(output), **settings)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > args.world_size:  # e.g. accelerate launch on a machine without GPUs
-        raise InputError(
-            f"launched as {launched} processes, but each would train alone (no GPU found): on CPU "
-            "export ACCELERATE_USE_CPU=true or set use_cpu: true in --config"
-        )
+    check_launch(args.world_size, " or set use_cpu: true in --config")
     rows = read_training_lists(data)
     policy, tokenizer = load_policy(model, dtype)
     if lora:
@@ -198,15 +193,19 @@ def run(
     ] = None,
     output_dir: Annotated[str | None, typer.Option(help="run directory (overrides the config)")] = None,
 ) -> None:
-    """Run (or resume) iterative LarPO: sample, rerank, merge lists, train, repeat."""
+    """Run (or resume) iterative LarPO: sample, rerank, merge lists, train, repeat.
+
+    Runs as one process, or as several under ``accelerate launch -m larpo.cli run ...`` (DDP).
+    """
     from larpo.loop import LarpoRun
     from larpo.run_config import load_run_config
 
     settings = load_run_config(config, set_, output_dir=output_dir)
-    LarpoRun(settings).execute()
-    print(
-        f"finished {settings.iterations} iterations; final model: {Path(settings.output_dir) / f'iter_{settings.iterations - 1}' / 'model'}"
-    )
+    runner = LarpoRun(settings)
+    runner.execute()
+    if runner.is_main:  # under accelerate launch: one line, not one per process
+        final = Path(settings.output_dir) / f"iter_{settings.iterations - 1}" / "model"
+        print(f"finished {settings.iterations} iterations; final model: {final}")
 
 
 @app.command()

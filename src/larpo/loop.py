@@ -17,6 +17,11 @@ For s = 0..T-1, each stage writes its output atomically, then is recorded in the
 Generation and scoring work in chunks saved as separate files, so a crash loses at most one chunk;
 re-running the same command resumes after the last finished stage (or chunk) and ends with the same
 store, manifest and weights as an uninterrupted run with the same seed (on CPU).
+
+Under ``accelerate launch`` with N processes, process r samples and scores the chunks whose index is r
+modulo N (each chunk is seeded by its index, so the store does not depend on N), training runs on all
+processes (the Trainer shards the lists), and the main process alone merges the chunks, builds the lists,
+evaluates and writes every other file of the run directory while the others wait.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from rich.console import Console
 from rich.progress import Progress
 from transformers import TrainerCallback
@@ -59,6 +65,7 @@ from larpo.candidates import (
 )
 from larpo.config import ListwiseConfig
 from larpo.data import tokenize_list
+from larpo.distributed import check_data_parallel, check_launch, process_state
 from larpo.errors import InputError
 from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_lists, ranking_quality
 from larpo.faults import fault_point
@@ -82,13 +89,18 @@ from larpo.store import (
 from larpo.store import write_records_atomic as write_records
 from larpo.trainer import ListwiseTrainer
 
+SHARDED_STAGES = frozenset({"generate", "score", "train"})
+"""Stages every process runs; the main process alone runs the others."""
+
 
 class LarpoRun:
     """One run directory: validates its inputs up front, then executes or resumes the iterations."""
 
     def __init__(self, config: RunConfig, console: Console | None = None) -> None:
         self.config = config
-        self.console = console or Console(stderr=True)
+        check_launch(self.state.num_processes)  # first: places this process on its device
+        check_data_parallel()
+        self.console = (console or Console(stderr=True)) if self.is_main else Console(quiet=True)
         self.run_dir = Path(config.output_dir)
         self.store = CandidateStore(self.run_dir)
         # Everything below can fail on bad input; nothing has been written yet.
@@ -105,6 +117,11 @@ class LarpoRun:
         if self.lora:
             require_peft()
         if config.generator == "vllm":
+            if self.state.num_processes > 1:
+                raise InputError(
+                    "config: generator 'vllm' runs in one process (its tensor_parallel_size spreads it over "
+                    "GPUs); start larpo run without accelerate launch"
+                )
             check_vllm_installed()
             if self.lora and self.lora.merge_export != "every":
                 raise InputError(
@@ -133,9 +150,22 @@ class LarpoRun:
     # ------------------------------------------------------------------ driver
     def execute(self) -> dict[str, Any]:
         """Run every unfinished stage of every iteration; return the manifest's data."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(self.run_dir)  # torn temp files of a crashed write
-        self.manifest.save()
+        self.state.wait_for_everyone()  # every process has checked its inputs before anything is written
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.run_dir)  # torn temp files of a crashed write
+            self.manifest.save()
+        if self.eval_prompts and not self.manifest.done(-1, "eval"):
+            self._run_stage(-1, "eval")
+        for s in range(self.config.iterations):
+            for stage in STAGES:
+                if not self.manifest.done(s, stage):
+                    self._run_stage(s, stage)
+            self.console.print(self.summary(s), soft_wrap=True, highlight=False)
+        return self.manifest.data
+
+    def _run_stage(self, s: int, stage: str) -> None:
+        """Run one stage (on every process, or on the main one while the others wait) and record it."""
         stages: dict[str, Callable[[int], dict[str, Any]]] = {
             "generate": self.generate,
             "score": self.score,
@@ -143,20 +173,16 @@ class LarpoRun:
             "train": self.train,
             "eval": self.evaluate,
         }
-        if self.eval_prompts and not self.manifest.done(-1, "eval"):
-            self.manifest.mark(-1, "eval", self.evaluate(-1))
-        for s in range(self.config.iterations):
-            for stage in STAGES:
-                if self.manifest.done(s, stage):
-                    continue
-                started = time.perf_counter()
-                stats = stages[stage](s)
-                self.manifest.mark(s, stage, stats)
-                self._log(
-                    {"iteration": s, "stage": stage, "seconds": round(time.perf_counter() - started, 3)}
-                )
-            self.console.print(self.summary(s), soft_wrap=True, highlight=False)
-        return self.manifest.data
+        started = time.perf_counter()
+        stats = stages[stage](s) if stage in SHARDED_STAGES or self.is_main else {}
+        if self.is_main:
+            self.manifest.mark(s, stage, stats)
+            if s >= 0:  # the initial evaluation is not timed
+                seconds = round(time.perf_counter() - started, 3)
+                self._log({"iteration": s, "stage": stage, "seconds": seconds})
+        self.state.wait_for_everyone()
+        if not self.is_main:
+            self.manifest.reload()  # every process sees the stages the main process recorded
 
     def summary(self, s: int) -> str:
         """One line per iteration from the manifest."""
@@ -175,6 +201,16 @@ class LarpoRun:
         return line
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def state(self) -> PartialState:
+        """This process among those ``accelerate launch`` started (the only one without it)."""
+        return process_state()
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run directory (always, without ``accelerate launch``)."""
+        return self.state.is_main_process
+
     def model_path(self, iteration: int) -> str:
         """The policy after ``iteration`` (``-1`` is the initial model)."""
         return self.config.model if iteration < 0 else str(self.run_dir / f"iter_{iteration}" / "model")
@@ -226,6 +262,23 @@ class LarpoRun:
     def _chunks(self, items: list, size: int) -> list[list]:
         return [items[i : i + size] for i in range(0, len(items), size)]
 
+    def _my_missing(self, parts: list[Path]) -> list[int]:
+        """Indices of the part files this process owns (index modulo processes) that do not exist yet."""
+        state = self.state
+        return [
+            index
+            for index, part in enumerate(parts)
+            if index % state.num_processes == state.process_index and not part.exists()
+        ]
+
+    def _make_parts(self, label: str, indices: list[int], make: Callable[[int], None]) -> None:
+        """``make(index)`` for each index, with a progress bar."""
+        with Progress(console=self.console, transient=True) as progress:
+            task = progress.add_task(label, total=len(indices))
+            for index in indices:
+                make(index)
+                progress.advance(task)
+
     def _log(self, entry: dict[str, Any]) -> None:
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
@@ -241,18 +294,20 @@ class LarpoRun:
         if not (final.exists() and not parts.exists()):
             parts.mkdir(parents=True, exist_ok=True)
             chunks = self._chunks(prompts, config.generation_batch_size)
-            with (
-                self.generator(self.model_path(s - 1)) as generator,
-                Progress(console=self.console, transient=True) as progress,
-            ):
-                task = progress.add_task(f"iter {s}: generating", total=len(chunks))
-                for index, chunk in enumerate(chunks):
-                    part = parts / f"{index:06d}.jsonl"
-                    if not part.exists():
-                        write_records(part, self._sample_chunk(generator, chunk, s, index, mix))
+            paths = [parts / f"{index:06d}.jsonl" for index in range(len(chunks))]
+            if missing := self._my_missing(paths):
+                with self.generator(self.model_path(s - 1)) as generator:
+
+                    def sample(index: int) -> None:
+                        records = self._sample_chunk(generator, chunks[index], s, index, mix)
+                        write_records(paths[index], records)
                         fault_point("generate.chunk")
-                    progress.advance(task)
-            records = [r for index in range(len(chunks)) for r in read_records(parts / f"{index:06d}.jsonl")]
+
+                    self._make_parts(f"iter {s}: generating", missing, sample)
+            self.state.wait_for_everyone()
+            if not self.is_main:
+                return {}
+            records = [r for path in paths for r in read_records(path)]
             if config.negative_source != "policy":
                 seed = hash_seed(config.seed, "negatives", s)
                 records += sample_external_negatives(records, config.negatives, config.negative_source, seed)
@@ -298,27 +353,22 @@ class LarpoRun:
             parts.mkdir(parents=True, exist_ok=True)
             groups = group_by_prompt(records)
             chunks = self._chunks(list(groups.values()), self.config.generation_batch_size)
-            scores: list[float | None] = [None] * len(records)
-            with Progress(console=self.console, transient=True) as progress:
-                task = progress.add_task(f"iter {s}: scoring", total=len(chunks))
-                for index, chunk in enumerate(chunks):
-                    part = parts / f"{index:06d}.json"
-                    if part.exists():
-                        chunk_scores = json.loads(part.read_text(encoding="utf-8"))
-                    else:
-                        chunk_scores = self.reranker.score(
-                            [records[g[0]].prompt for g in chunk],
-                            [[records[i].response for i in g] for g in chunk],
-                        )
-                        atomic_write_json(part, chunk_scores)
-                        fault_point("score.chunk")
-                    for group, group_scores in zip(chunk, chunk_scores, strict=True):
-                        for position, value in zip(group, group_scores, strict=True):
-                            scores[position] = value
-                    progress.advance(task)
-            records = [_with(r, score=v) for r, v in zip(records, scores, strict=True)]
-            self.store.replace(s, records)
-            fault_point("score.merge")
+            paths = [parts / f"{index:06d}.json" for index in range(len(chunks))]
+
+            def score_chunk(index: int) -> None:
+                responses = [[records[i].response for i in group] for group in chunks[index]]
+                prompts = [records[group[0]].prompt for group in chunks[index]]
+                atomic_write_json(paths[index], self.reranker.score(prompts, responses))
+                fault_point("score.chunk")
+
+            self._make_parts(f"iter {s}: scoring", self._my_missing(paths), score_chunk)
+            self.state.wait_for_everyone()
+            if self.is_main:
+                records = _with_scores(records, chunks, paths)
+                self.store.replace(s, records)
+                fault_point("score.merge")
+        if not self.is_main:
+            return {}
         shutil.rmtree(parts, ignore_errors=True)
         policy_scores = [r.score for r in records if r.source in (None, "policy")]
         best: dict[str, float] = {}
@@ -410,7 +460,8 @@ class LarpoRun:
         if model_dir.exists() and stats_path.exists():
             return json.loads(stats_path.read_text(encoding="utf-8"))
         staging, merged_dir = out / "model.tmp", out / "merged"
-        shutil.rmtree(staging, ignore_errors=True)
+        if self.is_main:
+            shutil.rmtree(staging, ignore_errors=True)
         lists = [json.loads(line) for line in (out / "lists.jsonl").read_text(encoding="utf-8").splitlines()]
         self._policy_cache.clear()  # training changes the weights: never reuse a cached copy
         low_precision = resolve_dtype(config.dtype)
@@ -463,6 +514,8 @@ class LarpoRun:
                 "margin": sum(h["margin"] for h in steps) / len(steps),
                 "final_loss": steps[-1]["loss"],
             }
+        if not self.is_main:
+            return stats  # the main process saves the model (the weights are the same on every process)
         if self.lora:
             stats["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         model.to(low_precision).save_pretrained(staging)
@@ -553,6 +606,16 @@ def hash_seed(*parts: Any) -> int:
     """A deterministic 63-bit seed from any parts (stable across processes, unlike ``hash``)."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _with_scores(records: list[CandidateRecord], chunks: list[list[list[int]]], parts: list[Path]):
+    """``records`` with the scores of each chunk's part file (a list of scores per prompt group)."""
+    scores: list[float | None] = [None] * len(records)
+    for chunk, part in zip(chunks, parts, strict=True):
+        for group, group_scores in zip(chunk, json.loads(part.read_text(encoding="utf-8")), strict=True):
+            for position, value in zip(group, group_scores, strict=True):
+                scores[position] = value
+    return [_with(r, score=v) for r, v in zip(records, scores, strict=True)]
 
 
 def _with(item, **changes):

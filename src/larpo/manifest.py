@@ -68,6 +68,10 @@ class Manifest:
         data["config"] = config
         return cls(path, data)
 
+    def reload(self) -> None:
+        """Read the manifest file again (another process has recorded stages)."""
+        self.data = read_manifest(self.path)
+
     def save(self) -> None:
         """Write the manifest atomically (done before the first stage, so the run is recognised)."""
         atomic_write_json(self.path, self.data)
