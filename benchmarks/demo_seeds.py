@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from larpo.demo import REWARDS, DemoSettings, run_demo
+from larpo.demo import DemoSettings, run_demo
 from larpo.loop import LarpoRun
 from larpo.plots import plot_iteration_curves
 from larpo.tasks import arithmetic
+from studyutil import accuracy_by_iteration, continued_sft, is_finished, rft_control, run_seconds, train_steps
 
 
 def arms(settings: DemoSettings, output: Path, max_new_tokens: int) -> dict:
@@ -38,50 +38,13 @@ def arms(settings: DemoSettings, output: Path, max_new_tokens: int) -> dict:
             base, output_dir=str(output / "run_dpo2"), objective="pairwise", num_candidates=2,
             prompts_per_iteration=min(settings.train_prompts, settings.prompts_per_iteration * k // 2),
         ),
-        "rft": dataclasses.replace(
-            base, output_dir=str(output / "run_rft"), objective="rft", nll_weight=0.0, reward=REWARDS["exact"],
-        ),
+        "rft": rft_control(base, output / "run_rft"),
     }  # fmt: skip
-
-
-def continued_sft(output: Path, settings: DemoSettings, steps: list[int]) -> list[float]:
-    """Held-out greedy accuracy of more SFT on the same demonstrations, ``steps[s]`` steps per iteration."""
-    tokenizer = AutoTokenizer.from_pretrained(output / "sft")
-    model = AutoModelForCausalLM.from_pretrained(output / "sft")
-    train, heldout = (_prompts(output / name) for name in ("train_prompts.jsonl", "heldout_prompts.jsonl"))
-    targets = arithmetic.demonstrations(train, settings.demonstration_error_rate, settings.seed)
-    budget = arithmetic.answer_budget(train + heldout)
-    curve = [arithmetic.greedy_accuracy(model, tokenizer, heldout, budget)]
-    for s, count in enumerate(steps):
-        arithmetic.sft(
-            model, tokenizer, train, targets=targets, steps=count, batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, seed=settings.seed * 100 + s,
-        )  # fmt: skip
-        curve.append(arithmetic.greedy_accuracy(model, tokenizer, heldout, budget))
-    return curve
-
-
-def _prompts(path: Path) -> list[str]:
-    return [json.loads(line)["prompt"] for line in path.read_text().splitlines()]
 
 
 def add(results: dict, name: str, seed: int, run_dir: Path, iterations: int) -> None:
     """Record a finished run: its accuracy curve and the seconds its stages took (SFT excluded)."""
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    seconds = sum(entry.get("seconds", 0.0) for entry in log)
-    results.setdefault(name, []).append((seed, accuracy_by_iteration(run_dir, iterations), seconds))
-
-
-def train_steps(run_dir: Path, iterations: int) -> list[int]:
-    completed = json.loads((run_dir / "manifest.json").read_text())["completed"]
-    return [completed[str(s)]["train"]["steps"] for s in range(iterations)]
-
-
-def accuracy_by_iteration(run_dir: Path, iterations: int) -> list[float]:
-    evals = [run_dir / "eval" / "initial.json"] + [
-        run_dir / "eval" / f"iter_{s}.json" for s in range(iterations)
-    ]
-    return [json.loads(p.read_text())["greedy_accuracy"] for p in evals]
+    results.setdefault(name, []).append((seed, accuracy_by_iteration(run_dir, iterations), run_seconds(run_dir)))
 
 
 def main() -> None:
@@ -108,7 +71,7 @@ def main() -> None:
             run_dir = Path(config.output_dir)
             if name in args.arms:
                 LarpoRun(config, console).execute()
-            if (run_dir / "eval" / f"iter_{settings.iterations - 1}.json").exists():  # else: not run
+            if is_finished(run_dir, settings.iterations):  # else: not run
                 add(results, name, seed, run_dir, settings.iterations)
         if "sft" in args.arms:
             started = time.perf_counter()

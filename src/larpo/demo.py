@@ -89,6 +89,17 @@ class DemoSettings:
 def run_demo(output: Path, settings: DemoSettings, console: Console | None = None) -> dict[str, Any]:
     """SFT, then LarPO iterations, then the before/after report; returns ``report.json``'s content."""
     console = console or Console(stderr=True)
+    max_new_tokens = prepare_start(output, settings, console)
+    LarpoRun(settings.run_config(output, max_new_tokens), console).execute()
+    report = _report(output, settings)
+    atomic_write_json(output / "report.json", report)
+    console.print(_before_after_table(report))
+    return report
+
+
+def prepare_start(output: Path, settings: DemoSettings, console: Console) -> int:
+    """Write the train and held-out prompt files and the SFT start ``output/sft`` (kept when present);
+    return the response budget (``max_new_tokens``) the LarPO runs use."""
     output.mkdir(parents=True, exist_ok=True)
     train, rest = arithmetic.train_and_heldout_splits(
         settings.train_prompts,
@@ -104,11 +115,7 @@ def run_demo(output: Path, settings: DemoSettings, console: Console | None = Non
         console.print(f"supervised warm-up on {len(train)} problems (stops at validation accuracy "
                       f"{settings.sft_target_accuracy:.0%})...")  # fmt: skip
         _supervised_start(output, settings, train, validation, console)
-    LarpoRun(settings.run_config(output, max_new_tokens), console).execute()
-    report = _report(output, settings)
-    atomic_write_json(output / "report.json", report)
-    console.print(_before_after_table(report))
-    return report
+    return max_new_tokens
 
 
 def _supervised_start(
