@@ -59,6 +59,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     single = train(tmp_path, "single", batch_size=4, accumulation=1)
     double = train(tmp_path, "ddp", batch_size=2, accumulation=1, processes=2)
     assert (single["processes"], double["processes"]) == (1, 2)
+    assert (single["engine"], double["engine"]) == ("none", "ddp")
     torch.testing.assert_close(double["weights"], single["weights"], atol=1e-5, rtol=1e-4)
     assert len(single["losses"]) == len(double["losses"]) == 4  # 8 lists / global batch 4 * 2 epochs
     assert double["losses"] == pytest.approx(single["losses"], abs=1e-4)

@@ -27,11 +27,15 @@ def main() -> None:
     )  # fmt: skip
     trainer = ListwiseTrainer(model, args, arithmetic_lists(tokenizer, 8, 4), processing_class=tokenizer)
     trainer.train()
+    # FSDP shards the parameters: gather the full state dict (a collective: every process takes part)
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    weights = torch.cat([state[name].detach().flatten() for name, _ in model.named_parameters() if name in state])
     if trainer.accelerator.is_main_process:
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
         processes = trainer.accelerator.num_processes
-        torch.save({"losses": losses, "weights": weights, "initial": initial, "processes": processes}, out)
+        engine = "fsdp" if trainer.is_fsdp_enabled else "ddp" if processes > 1 else "none"
+        torch.save({"losses": losses, "weights": weights, "initial": initial, "processes": processes,
+                    "engine": engine}, out)  # fmt: skip
 
 
 if __name__ == "__main__":
