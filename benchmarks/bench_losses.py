@@ -19,6 +19,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchutil import write_markdown  # noqa: E402
 from larpo.config import ListwiseConfig  # noqa: E402
 from larpo.data import tokenize_list  # noqa: E402
 from larpo.losses import OBJECTIVES  # noqa: E402
@@ -142,9 +143,7 @@ def main() -> None:
         *bench_trainer(args.repeats),
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_markdown(args.output, lines)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchutil import mib
+from benchutil import mib, save_figure, write_markdown
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -171,10 +171,7 @@ def plot(results: list[dict], lengths: tuple[int, ...], path: Path) -> None:
         ax.legend(fontsize=8)
     axes[1].set_yscale("log")
     fig.suptitle("larpo ListwiseTrainer step against list size, fp32 CPU", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -242,9 +239,7 @@ def main() -> None:
         f"![scaling]({png.name})",
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_markdown(args.output, lines)
 
 
 if __name__ == "__main__":

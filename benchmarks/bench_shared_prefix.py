@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from bench_scaling import build, time_grid
-from benchutil import machine_info
+from benchutil import machine_info, write_markdown
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,7 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     prompts = (16, 128) if args.quick else (16, 128, 512)
     sizes = (2, 8)
-    base = dict(hidden=256, layers=2, response=64, batch=2, objective="contrastive", threads=args.threads, steps=1)
+    base = dict(
+        hidden=256, layers=2, response=64, batch=2, objective="contrastive", threads=args.threads, steps=1
+    )
     rows = [
         "| P | m | once per candidate (s/step) | shared prefix (s/step) | speed-up | max log-prob difference |",
         "|---|---|---|---|---|---|",
@@ -52,7 +54,9 @@ def main() -> None:
             specs = [{**base, "prompt": prompt, "m": m, "shared_prefix": shared} for shared in (False, True)]
             plain, shared = time_grid(specs, args.rounds)
             diff = logp_difference(specs[0])
-            rows.append(f"| {prompt} | {m} | {plain:.3f} | {shared:.3f} | {plain / shared:.2f}x | {diff:.1e} |")
+            rows.append(
+                f"| {prompt} | {m} | {plain:.3f} | {shared:.3f} | {plain / shared:.2f}x | {diff:.1e} |"
+            )
             print(rows[-1], flush=True)
     command = "python benchmarks/bench_shared_prefix.py" + (" --quick" if args.quick else "")
     lines = [
@@ -67,8 +71,7 @@ def main() -> None:
         *rows,
         "",
     ]
-    args.output.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_markdown(args.output, lines)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchutil import mib
+from benchutil import mib, save_figure, write_markdown
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -271,10 +271,7 @@ def plot(summaries: list[dict], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend()
     fig.suptitle("larpo ListwiseTrainer (pairwise) vs TRL DPOTrainer, m = 2, fp32 CPU", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -346,10 +343,8 @@ def main() -> None:
         f"![cost]({png.name})",
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_markdown(args.output, lines)
     args.output.with_suffix(".json").write_text(json.dumps(summaries, indent=1))
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

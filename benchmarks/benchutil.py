@@ -158,3 +158,20 @@ def run_worker(script: str | Path, spec: dict, label: str) -> dict:
 def mib(value: float) -> str:
     """Bytes as whole MiB."""
     return f"{value / 2**20:.0f}"
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out ``fig``, write it to ``path`` (creating its folder) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_markdown(path: Path, lines: list[str]) -> None:
+    """Write a report's lines to ``path`` (creating its folder) and print them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    print("\n".join(lines))

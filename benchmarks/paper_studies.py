@@ -31,6 +31,7 @@ import matplotlib
 import matplotlib.ticker
 from rich.console import Console
 
+from benchutil import save_figure
 from larpo.demo import REWARDS, DemoSettings, prepare_start
 from larpo.loop import LarpoRun
 from larpo.run_config import RunConfig
@@ -319,10 +320,7 @@ def plot(summary: list[dict], rewards: list[str], path: Path) -> None:
         ax.grid(alpha=0.3)
         if shown:
             ax.legend(fontsize=6, ncol=1 + len(shown) // 12)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def settings_line(settings: DemoSettings, study: str) -> str:

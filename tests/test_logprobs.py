@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from larpo.data import ListCollator, tokenize_list
-from larpo.logprobs import list_logps
+from larpo.logprobs import list_logps, shared_prefix_logps
 from tests.helpers import tiny_model_and_tokenizer
 
 
@@ -139,10 +139,18 @@ def test_shared_prefix_falls_back_where_the_model_cannot_take_it():
     model, tokenizer = tiny_model_and_tokenizer()
     model.eval()
     batch = _shared_prefix_batch(tokenizer)
+    inputs = (
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["response_mask"],
+        batch["list_mask"].nonzero()[:, 0],
+    )
     with torch.no_grad():
         expected, _ = list_logps(model, batch)
-        no_keep, _ = list_logps(FullLogitsOnly(model), batch, shared_prefix=True)  # no logits_to_keep
+        assert shared_prefix_logps(FullLogitsOnly(model), *inputs) is None  # no logits_to_keep: falls back
+        no_keep, _ = list_logps(FullLogitsOnly(model), batch, shared_prefix=True)
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+        assert shared_prefix_logps(model, *inputs) is None  # checkpointing re-runs forward without a cache
         checkpointed, _ = list_logps(model, batch, shared_prefix=True)
     assert torch.allclose(no_keep, expected, atol=1e-5)
     assert torch.allclose(checkpointed, expected, atol=1e-5)
@@ -153,7 +161,14 @@ def test_response_logps_groups_same_prompt_pairs_and_keeps_input_order():
 
     model, tokenizer = tiny_model_and_tokenizer()
     model.eval()
-    pairs = [("12+7=", "19"), ("12+7=", "18"), ("12+7=", "1900"), ("3+4=", "7"), ("12+7=", "9"), ("3+4=", "77")]
+    pairs = [
+        ("12+7=", "19"),
+        ("12+7=", "18"),
+        ("12+7=", "1900"),
+        ("3+4=", "7"),
+        ("12+7=", "9"),
+        ("3+4=", "77"),
+    ]
     expected = [
         slow_logp(model, tokenizer(p, add_special_tokens=False)["input_ids"],
                   tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])

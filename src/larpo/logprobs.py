@@ -102,13 +102,14 @@ def shared_prefix_logps(
     # that their (masked, unused) positions stay within what the model was built for
     columns = ((starts - 1).unsqueeze(1) + offsets).clamp_max(input_ids.shape[1] - 1)
     suffix_ids = input_ids.gather(1, columns)
-    logits = model(
+    out = model(
         input_ids=suffix_ids,
         attention_mask=torch.cat([prefix_mask[rows], suffix_mask.long()], dim=1),
         position_ids=columns,
         use_cache=True,
         **{cache_name: cache},
-    ).logits[:, :-1].float()  # (N, S-1, V): suffix position j predicts suffix token j+1
+    )
+    logits = out.logits[:, :-1].float()  # (N, S-1, V): suffix position j predicts suffix token j+1
     token_logps = logits.gather(-1, suffix_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
     scored = suffix_mask[:, 1:]
     token_logps = torch.where(scored, token_logps, token_logps.new_zeros(()))
@@ -135,7 +136,9 @@ def _takes_logits_to_keep(model: nn.Module) -> bool:
     return "logits_to_keep" in inspect.signature(_unwrap(model).forward).parameters
 
 
-def list_logps(model: nn.Module, batch: dict[str, Tensor], shared_prefix: bool = False) -> tuple[Tensor, Tensor]:
+def list_logps(
+    model: nn.Module, batch: dict[str, Tensor], shared_prefix: bool = False
+) -> tuple[Tensor, Tensor]:
     """Log-probs of a collated batch of lists (see :class:`larpo.data.ListCollator`).
 
     With ``shared_prefix``, each list's prompt is encoded once (:func:`shared_prefix_logps`) where the
