@@ -73,6 +73,7 @@ BAD_RUNS = [
     ("unknown objective", lambda w, t: ["--set", "objective=dpo"], "'objective' must be one of contrastive, ipo, lambdarank"),
     ("wrong type", lambda w, t: ["--set", "num_candidates=many"], "'num_candidates' must be an integer, got str 'many'"),
     ("zero list size", lambda w, t: ["--set", "num_candidates=0"], "'num_candidates' must be at least 1, got 0"),
+    ("negative chunk", lambda w, t: ["--set", "logprob_chunk_size=-4"], "'logprob_chunk_size' must be >= 0, got -4"),
     ("greedy k>1", lambda w, t: ["--set", "temperature=0"], "temperature 0 gives one distinct sample"),
     ("missing prompts", lambda w, t: ["--set", f"prompts={t / 'none.jsonl'}"], "none.jsonl: file not found"),
     ("malformed prompts", lambda w, t: ["--set", f"prompts={write(t / 'p.jsonl', json.dumps({'prompt': 'a'}) + chr(10) + '{x' + chr(10))}"],

@@ -177,3 +177,56 @@ def test_response_logps_groups_same_prompt_pairs_and_keeps_input_order():
     for batch_size in (1, 2, 256):  # lists split across batches, batches of whole lists, one batch
         got = response_logps(model, tokenizer, pairs, batch_size=batch_size)
         assert got == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_chunked_logps_match_unchunked_in_value_and_gradient_and_bound_the_head(shared):
+    model, tokenizer = tiny_model_and_tokenizer()
+    batch = _shared_prefix_batch(tokenizer)
+    n = int(batch["list_mask"].sum())  # 10 sequences
+    head_rows = []
+    handle = model.lm_head.register_forward_hook(
+        lambda _m, _i, out: head_rows.append(out.reshape(-1, out.shape[-1]).shape[0])
+    )
+    results = {}
+    for chunk in (0, 3, 7, 10_000):
+        model.zero_grad()
+        head_rows.clear()
+        logps, lengths = list_logps(model, batch, shared_prefix=shared, chunk_size=chunk)
+        (logps * torch.arange(1.0, logps.numel() + 1).view_as(logps)).sum().backward()
+        results[chunk] = (
+            logps.detach(),
+            lengths,
+            [p.grad.clone() for p in model.parameters()],
+            list(head_rows),
+        )
+    handle.remove()
+    plain_logps, plain_lengths, plain_grads, plain_rows = results[0]
+    prefix = [4] if shared else []  # shared: first the 4 prompts' prefixes, last position only
+    for chunk in (3, 7, 10_000):
+        logps, lengths, grads, rows = results[chunk]
+        assert torch.allclose(logps, plain_logps, atol=1e-5)
+        assert torch.equal(lengths, plain_lengths)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, plain_grads, strict=True))
+        # the model's own head call and the check see the n last positions; then chunks of at most
+        # `chunk` positions, each run twice (forward, then recomputed in backward)
+        skip = len(prefix) + 2
+        assert rows[:skip] == prefix + [n, n]
+        assert max(rows[skip:]) <= chunk
+        # the positions of the unchunked call but the last of each sequence, twice
+        assert sum(rows[skip:]) == 2 * (plain_rows[-1] - n)
+    # unchunked: one head call over every kept position of every sequence
+    assert plain_rows[:-1] == prefix and plain_rows[-1] > 3 * n
+
+
+def test_chunked_logps_refuse_a_model_with_soft_capped_logits():
+    model, tokenizer = tiny_model_and_tokenizer()
+    batch = _shared_prefix_batch(tokenizer)
+
+    def soft_cap(_module, _inputs, output):
+        output.logits = 2.0 * torch.tanh(output.logits / 2.0)
+        return output
+
+    model.register_forward_hook(soft_cap)
+    with pytest.raises(ValueError, match="set logprob_chunk_size to 0"):
+        list_logps(model, batch, chunk_size=4)

@@ -122,8 +122,25 @@ def test_reference_required_when_precompute_is_off(tmp_path):
         ({"objective": "listmle", "objective_options": {"lambda_weights": True}}, "does not take option"),
         ({"beta": 0.0}, "beta must be positive"),
         ({"objective_options": {"nll_weight": 1.0}}, "nll_weight as its own field"),
+        ({"logprob_chunk_size": -1}, "logprob_chunk_size must be >= 0, got -1"),
     ],
 )
 def test_config_rejects_bad_settings(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         config(tmp_path, **overrides)
+
+
+def test_chunked_log_probs_train_the_same_weights(tmp_path):
+    """logprob_chunk_size changes memory, not results: same losses and weights after training."""
+    trained = []
+    for chunk in (0, 5):
+        model, tokenizer = tiny_model_and_tokenizer()
+        args = config(tmp_path / str(chunk), num_train_epochs=1, logprob_chunk_size=chunk)
+        trainer = ListwiseTrainer(model, args, arithmetic_lists(tokenizer, 8, 4), processing_class=tokenizer)
+        trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        trained.append((losses, [p.detach().clone() for p in model.parameters()]))
+    (plain_losses, plain_weights), (chunked_losses, chunked_weights) = trained
+    assert len(plain_losses) == 2 and chunked_losses == pytest.approx(plain_losses, abs=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain_weights, chunked_weights, strict=True))
+    assert not torch.equal(plain_weights[0], tiny_model_and_tokenizer()[0].model.embed_tokens.weight)

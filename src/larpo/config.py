@@ -50,6 +50,13 @@ class ListwiseConfig(TrainingArguments):
             "log-probs, less compute); falls back to one pass per candidate where the model cannot"
         },
     )
+    logprob_chunk_size: int = field(
+        default=0,
+        metadata={
+            "help": "score this many token positions at a time through the LM head and recompute them in "
+            "backward, so the [N, T, V] logits are never held (large vocabularies; 0 = all at once)"
+        },
+    )
     precompute_reference_logps: bool = field(
         default=True,
         metadata={
@@ -71,6 +78,8 @@ class ListwiseConfig(TrainingArguments):
             raise ValueError(f"beta must be positive, got {self.beta}")
         if self.nll_weight < 0:
             raise ValueError(f"nll_weight must be >= 0, got {self.nll_weight}")
+        if self.logprob_chunk_size < 0:
+            raise ValueError(f"logprob_chunk_size must be >= 0, got {self.logprob_chunk_size}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {self.max_length}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):

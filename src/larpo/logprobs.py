@@ -6,14 +6,20 @@ for all ``N`` candidates of a batch in one forward pass, with prompt and padding
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 def sequence_logps(
-    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    response_mask: Tensor,
+    chunk_size: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Summed log-probs of the response tokens of each sequence.
 
@@ -25,20 +31,78 @@ def sequence_logps(
         model: a causal LM returning ``.logits`` of shape ``[N, T, V]``.
         input_ids, attention_mask: ``[N, T]`` right-padded prompt+response sequences.
         response_mask: ``[N, T]`` bool, True on response tokens.
+        chunk_size: if > 0, the LM head and log-softmax run on this many token positions at a time and
+            are recomputed in backward (:func:`chunked_token_logps`), so ``[N, T, V]`` logits are never
+            held; 0 computes them at once.
 
     Returns:
         ``([N] summed log-probs, [N] response token counts)``.
     """
     scored = response_mask[:, 1:].bool()  # (N, T-1): position t predicts token t+1
     first = _first_scored_position(model, scored)
-    kwargs = {"logits_to_keep": input_ids.shape[1] - first} if first else {}
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
-    logits = logits[:, -(input_ids.shape[1] - first) : -1].float()  # (N, T-1-first, V): positions first..T-2
-    targets = input_ids[:, first + 1 :].unsqueeze(-1)  # (N, T-1-first, 1)
+    keep = input_ids.shape[1] - first  # positions first..T-1; the last one predicts nothing
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    token_logps = _forward_token_logps(
+        model, inputs, keep, input_ids[:, first + 1 :], chunk_size, _takes_logits_to_keep(model)
+    )  # (N, T-1-first)
     scored = scored[:, first:]
-    token_logps = logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(dim=-1)  # (N, T-1-first)
     token_logps = torch.where(scored, token_logps, token_logps.new_zeros(()))
     return token_logps.sum(dim=-1), scored.sum(dim=-1).to(token_logps.dtype)
+
+
+def _forward_token_logps(
+    model: nn.Module, inputs: dict, keep: int, targets: Tensor, chunk_size: int, takes_keep: bool
+) -> Tensor:
+    """Run ``model(**inputs)`` and return the log-probs ``[N, keep-1]`` of ``targets`` ``[N, keep-1]``,
+    predicted at its last ``keep`` positions but the final one."""
+    if chunk_size > 0 and takes_keep:
+        out = model(**inputs, logits_to_keep=1, output_hidden_states=True)
+        hidden = out.hidden_states[-1][:, -keep:]  # (N, keep, H) after the final norm
+        head = _unwrap(model).get_output_embeddings()
+        _check_logits_are_head_of_hidden(head, hidden[:, -1:], out.logits)
+        return chunked_token_logps(head, hidden[:, :-1], targets, chunk_size)
+    out = model(**inputs, **({"logits_to_keep": keep} if takes_keep else {}))
+    return token_logps_of(out.logits[:, -keep:-1], targets)
+
+
+def token_logps_of(logits: Tensor, targets: Tensor) -> Tensor:
+    """``log softmax(logits)`` at ``targets``: ``[..., V]`` logits, ``[...]`` ids -> ``[...]`` float32."""
+    logits = logits.float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
+
+
+def chunked_token_logps(head: nn.Module, hidden: Tensor, targets: Tensor, chunk_size: int) -> Tensor:
+    """:func:`token_logps_of` ``(head(hidden), targets)`` for ``chunk_size`` positions at a time.
+
+    Each chunk's logits are recomputed in backward (activation checkpointing), so at most
+    ``chunk_size x V`` logits exist at once instead of ``N x T x V``, for one extra LM-head matmul.
+
+    Args:
+        head: the LM head, ``[..., H] -> [..., V]``.
+        hidden: ``[N, T, H]`` final hidden states; targets: ``[N, T]`` next-token ids.
+    """
+    flat_hidden, flat_targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+    score = functools.partial(_head_token_logps, head)
+    pieces = [
+        checkpoint(score, h, t, use_reentrant=False) if torch.is_grad_enabled() else score(h, t)
+        for h, t in zip(flat_hidden.split(chunk_size), flat_targets.split(chunk_size), strict=True)
+    ]
+    return torch.cat(pieces).reshape(targets.shape)
+
+
+def _head_token_logps(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
+    return token_logps_of(head(hidden), targets)
+
+
+@torch.no_grad()
+def _check_logits_are_head_of_hidden(head: nn.Module, last_hidden: Tensor, last_logits: Tensor) -> None:
+    """Chunked scoring applies ``head`` to the final hidden state itself; refuse models whose logits are
+    more than that (soft-capped or scaled logits, e.g. Gemma 2, Cohere, Granite)."""
+    if not torch.allclose(head(last_hidden).float(), last_logits.float(), rtol=1e-5, atol=1e-5):
+        raise ValueError(
+            "logprob_chunk_size needs logits = lm_head(last hidden state), and this model transforms them "
+            "further (e.g. soft-capping or scaling); set logprob_chunk_size to 0"
+        )
 
 
 def _first_scored_position(model: nn.Module, scored: Tensor) -> int:
@@ -50,7 +114,12 @@ def _first_scored_position(model: nn.Module, scored: Tensor) -> int:
 
 
 def shared_prefix_logps(
-    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor, rows: Tensor
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    response_mask: Tensor,
+    rows: Tensor,
+    chunk_size: int = 0,
 ) -> tuple[Tensor, Tensor] | None:
     """:func:`sequence_logps` with each list's prompt run through the model once, not once per candidate.
 
@@ -64,6 +133,7 @@ def shared_prefix_logps(
         input_ids, attention_mask, response_mask: ``[N, T]`` as for :func:`sequence_logps`.
         rows: ``[N]`` list index (``0..B-1``) of each sequence, non-decreasing; a list's sequences
             share their prompt.
+        chunk_size: as for :func:`sequence_logps`.
 
     Returns:
         ``([N] summed log-probs, [N] response token counts)``, or ``None`` where the model cannot take
@@ -102,15 +172,17 @@ def shared_prefix_logps(
     # that their (masked, unused) positions stay within what the model was built for
     columns = ((starts - 1).unsqueeze(1) + offsets).clamp_max(input_ids.shape[1] - 1)
     suffix_ids = input_ids.gather(1, columns)
-    out = model(
-        input_ids=suffix_ids,
-        attention_mask=torch.cat([prefix_mask[rows], suffix_mask.long()], dim=1),
-        position_ids=columns,
-        use_cache=True,
-        **{cache_name: cache},
+    inputs = {
+        "input_ids": suffix_ids,
+        "attention_mask": torch.cat([prefix_mask[rows], suffix_mask.long()], dim=1),
+        "position_ids": columns,
+        "use_cache": True,
+        cache_name: cache,
+    }
+    # suffix position j predicts suffix token j+1
+    token_logps = _forward_token_logps(
+        model, inputs, suffix_ids.shape[1], suffix_ids[:, 1:], chunk_size, True
     )
-    logits = out.logits[:, :-1].float()  # (N, S-1, V): suffix position j predicts suffix token j+1
-    token_logps = logits.gather(-1, suffix_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
     scored = suffix_mask[:, 1:]
     token_logps = torch.where(scored, token_logps, token_logps.new_zeros(()))
     return token_logps.sum(dim=-1), scored.sum(dim=-1).to(token_logps.dtype)
@@ -137,20 +209,20 @@ def _takes_logits_to_keep(model: nn.Module) -> bool:
 
 
 def list_logps(
-    model: nn.Module, batch: dict[str, Tensor], shared_prefix: bool = False
+    model: nn.Module, batch: dict[str, Tensor], shared_prefix: bool = False, chunk_size: int = 0
 ) -> tuple[Tensor, Tensor]:
     """Log-probs of a collated batch of lists (see :class:`larpo.data.ListCollator`).
 
     With ``shared_prefix``, each list's prompt is encoded once (:func:`shared_prefix_logps`) where the
-    model allows it.
+    model allows it; ``chunk_size`` > 0 scores that many positions at a time (:func:`sequence_logps`).
 
     Returns:
         ``([B, m] summed log-probs, [B, m] response token counts)``, 0 in padded slots.
     """
     mask = batch["list_mask"].to(batch["input_ids"].device)
     args = (model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
-    result = shared_prefix_logps(*args, mask.nonzero()[:, 0]) if shared_prefix else None
-    logps, lengths = result if result is not None else sequence_logps(*args)
+    result = shared_prefix_logps(*args, mask.nonzero()[:, 0], chunk_size) if shared_prefix else None
+    logps, lengths = result if result is not None else sequence_logps(*args, chunk_size)
     return (
         logps.new_zeros(mask.shape).masked_scatter(mask, logps),
         lengths.new_zeros(mask.shape).masked_scatter(mask, lengths),

@@ -428,8 +428,9 @@ class LarpoRun:
             model, tokenizer = self.policy(self.model_path(s - 1) if self.lora else self.config.model)
             with without_adapters(model):
                 values = response_logps(
-                    model, tokenizer, [(p, y) for _, p, y in missing], max_length=self.config.max_length
-                )
+                    model, tokenizer, [(p, y) for _, p, y in missing], max_length=self.config.max_length,
+                    chunk_size=self.config.logprob_chunk_size,
+                )  # fmt: skip
             cache.update({(pid, y): v for (pid, _, y), v in zip(missing, values, strict=True)})
             for i, records in by_iteration.items():
                 updated = [
@@ -445,7 +446,12 @@ class LarpoRun:
         """Reference = previous iteration's policy: computed for every list candidate."""
         model, tokenizer = self.policy(reference_path)
         pairs = [(x.prompt, y) for x in lists for y in x.responses]
-        values = iter(response_logps(model, tokenizer, pairs, max_length=self.config.max_length))
+        values = iter(
+            response_logps(
+                model, tokenizer, pairs, max_length=self.config.max_length,
+                chunk_size=self.config.logprob_chunk_size,
+            )
+        )  # fmt: skip
         return [_with(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
 
     def train(self, s: int) -> dict[str, Any]:
@@ -492,6 +498,7 @@ class LarpoRun:
                 warmup_steps=config.warmup_ratio,
                 max_length=config.max_length,
                 shared_prefix=config.shared_prefix,
+                logprob_chunk_size=config.logprob_chunk_size,
                 seed=hash_seed(config.seed, "train", s) % (2**31),
                 logging_steps=1,
                 save_strategy="no",

@@ -18,8 +18,12 @@ from larpo.store import atomic_write_json
 STAGES = ("generate", "score", "lists", "train", "eval")
 
 # Settings that may change between invocations of the same run without changing its results so far.
-RESUMABLE_CHANGES = frozenset({"iterations", "output_dir", "vllm_kwargs", "shared_prefix"})
-ADDED_SETTINGS = {"generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True}
+RESUMABLE_CHANGES = frozenset(
+    {"iterations", "output_dir", "vllm_kwargs", "shared_prefix", "logprob_chunk_size"}
+)
+ADDED_SETTINGS = {
+    "generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True, "logprob_chunk_size": 0
+}  # fmt: skip
 """Settings added after runs could be started, with the value a stored config without them meant."""
 
 

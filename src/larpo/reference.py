@@ -20,11 +20,13 @@ def response_logps(
     *,
     batch_size: int = 256,
     max_length: int | None = None,
+    chunk_size: int = 0,
 ) -> list[float]:
     """Summed log-prob of each response (plus EOS, as trained) given its prompt, in input order.
 
     Consecutive pairs with the same prompt form one list, so the prompt is encoded once for all of them
     (:func:`larpo.logprobs.shared_prefix_logps`); a batch holds about ``batch_size`` responses.
+    ``chunk_size`` > 0 runs the LM head on that many positions at a time (large vocabularies).
     """
     was_training = model.training
     model.eval()
@@ -33,7 +35,7 @@ def response_logps(
     out: list[float] = []
     for examples in _batches(tokenizer, pairs, batch_size):
         batch = {k: v.to(device) for k, v in collator(examples).items()}
-        logps, _ = list_logps(model, batch, shared_prefix=True)  # (B, m)
+        logps, _ = list_logps(model, batch, shared_prefix=True, chunk_size=chunk_size)  # (B, m)
         out.extend(logps[batch["list_mask"]].tolist())
     model.train(was_training)
     return out

@@ -82,6 +82,9 @@ class RunConfig:
     warmup_ratio: float = _f(0.0, "fraction of each iteration's steps spent warming up, in [0, 1)")
     max_length: int | None = _f(None, "truncate prompt+response to this many tokens")
     shared_prefix: bool = _f(True, "encode each prompt once per list, not once per candidate (same log-probs)")
+    logprob_chunk_size: int = _f(
+        0, "LM-head positions scored at a time, recomputed in backward (large vocabularies; 0: all at once)"
+    )
     dtype: str = _f("auto", "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
     mixed_precision: bool = _f(
         True, "with a bf16/fp16 dtype, train fp32 master weights under autocast (false: train in dtype)"
@@ -121,6 +124,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"config: '{name}' must be at least 1, got {value}")
+        if self.logprob_chunk_size < 0:
+            raise InputError(f"config: 'logprob_chunk_size' must be >= 0, got {self.logprob_chunk_size}")
         temperatures = self.temperature if isinstance(self.temperature, list) else [self.temperature]
         for value in temperatures + (self.temperature_mix or []):
             if value < 0:

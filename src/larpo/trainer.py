@@ -67,7 +67,8 @@ class ListwiseTrainer(Trainer):
                 )
             if args.precompute_reference_logps:
                 train_dataset = add_reference_logps(
-                    model, train_dataset, collator, args.per_device_eval_batch_size, args.shared_prefix
+                    model, train_dataset, collator, args.per_device_eval_batch_size, args.shared_prefix,
+                    args.logprob_chunk_size,
                 )
 
         super().__init__(
@@ -102,12 +103,12 @@ class ListwiseTrainer(Trainer):
         self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs=False, num_items_in_batch=None
     ):
         """Loss of one batch of lists: log-probs, then the registered objective."""
-        shared = self.args.shared_prefix
-        policy, lengths = list_logps(model, inputs, shared_prefix=shared)
+        options = {"shared_prefix": self.args.shared_prefix, "chunk_size": self.args.logprob_chunk_size}
+        policy, lengths = list_logps(model, inputs, **options)
         reference = inputs.get("reference_logps")
         if reference is None and self.ref_model is not None:
             with torch.no_grad():
-                reference, _ = list_logps(self.ref_model, inputs, shared_prefix=shared)
+                reference, _ = list_logps(self.ref_model, inputs, **options)
         mask = inputs["list_mask"]
         scores = inputs.get("scores") if self.args.use_scores else None
         loss = self.objective(
@@ -146,6 +147,7 @@ def add_reference_logps(
     collator: ListCollator,
     batch_size: int = 8,
     shared_prefix: bool = True,
+    chunk_size: int = 0,
 ) -> datasets.Dataset:
     """Return ``dataset`` with a ``reference_logps`` column computed by ``model`` in eval mode.
 
@@ -159,7 +161,7 @@ def add_reference_logps(
         for start in range(0, len(dataset), batch_size):
             examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             batch = {k: v.to(device) for k, v in collator(examples).items()}
-            logps, _ = list_logps(model, batch, shared_prefix=shared_prefix)
+            logps, _ = list_logps(model, batch, shared_prefix=shared_prefix, chunk_size=chunk_size)
             for row, example in enumerate(examples):
                 column.append(logps[row, : len(example["response_ids"])].tolist())
     model.train(was_training)
