@@ -61,7 +61,11 @@ STUDIES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "temperature": {f"temp{t}": {**CONTRASTIVE, "temperature": t} for t in (0.5, 0.8, 1.0, 1.2, 1.5)},
     "listsize": {f"k{k}": {**CONTRASTIVE, "num_candidates": k} for k in (2, 4, 6, 8, 10)},
-    "memorization": {m: {**CONTRASTIVE, "memorization": m} for m in ("current", "previous", "all")},
+    "memorization": {
+        **{m: {**CONTRASTIVE, "memorization": m} for m in ("current", "previous", "all")},
+        # control: as many training steps as `previous` takes, on the current lists only
+        "current_2epochs": {**CONTRASTIVE, "memorization": "current", "epochs": 2.0},
+    },
     "lr": {
         f"{objective}_lr{lr:.0e}_nll{nll:g}".replace("e-0", "e-"): {
             "objective": objective, "learning_rate": lr, "nll_weight": nll
