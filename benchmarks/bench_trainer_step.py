@@ -1,6 +1,6 @@
 """Trainer micro-benchmark: ListwiseTrainer steps on a Llama-style model, tokens/s and peak memory.
 
-Run: python benchmarks/bench_trainer_step.py [--device cuda --dtype bfloat16] [--sizes 2 8 16]
+Run: python benchmarks/bench_trainer_step.py [--device cuda --dtype bfloat16] [--sizes 2 8 16] [--no-shared-prefix]
 Prints one markdown row per list size m: optimizer steps/s, real (non-pad) training tokens/s, and peak
 memory (CUDA: torch.cuda.max_memory_allocated; CPU: the process's max RSS). Used by
 scripts/gpu_check.sh; the model is random (no download), with fixed-length responses so padding is zero.
@@ -9,6 +9,7 @@ scripts/gpu_check.sh; the model is random (no download), with fixed-length respo
 from __future__ import annotations
 
 import argparse
+import gc
 import resource
 import time
 
@@ -56,6 +57,9 @@ def lists(m: int, count: int, prompt_len: int, response_len: int, vocab: int, se
 
 
 def measure(args: argparse.Namespace, m: int) -> dict[str, float]:
+    gc.collect()  # the previous size's trainer (model, AdamW state) must not count in this size's peak
+    if args.device == "cuda":
+        torch.cuda.empty_cache()
     model = tiny_llama(
         args.vocab, hidden_size=args.hidden, num_layers=args.layers, num_heads=args.hidden // 64,
         max_positions=args.prompt_len + args.response_len, seed=0,
@@ -67,8 +71,10 @@ def measure(args: argparse.Namespace, m: int) -> dict[str, float]:
         objective=args.objective,
         learning_rate=1e-5,
         per_device_train_batch_size=args.batch,
+        per_device_eval_batch_size=args.batch,  # the (untimed) reference pass
         max_steps=steps,
         precompute_reference_logps=True,
+        shared_prefix=not args.no_shared_prefix,
         bf16=args.dtype == "bfloat16",
         use_cpu=args.device == "cpu",
         logging_strategy="no",
@@ -106,11 +112,16 @@ def main() -> None:
     parser.add_argument("--response-len", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--no-shared-prefix",
+        action="store_true",
+        help="shared_prefix=False: encode the prompt once per candidate",
+    )
     args = parser.parse_args()
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"device {name}, dtype {args.dtype}, objective {args.objective}, hidden {args.hidden}, "
           f"layers {args.layers}, vocab {args.vocab}, batch {args.batch} lists, prompt {args.prompt_len} + response "
-          f"{args.response_len} tokens, torch {torch.__version__}")  # fmt: skip
+          f"{args.response_len} tokens, shared_prefix {not args.no_shared_prefix}, torch {torch.__version__}")  # fmt: skip
     print("| m | step (s) | tokens/s | cost per token vs first m | peak MiB |")
     print("|---|---|---|---|---|")
     first = None

@@ -118,17 +118,28 @@ class PeakRSS:
         self.peak = max(self.peak, rss_bytes())
 
 
+def cuda_synchronize() -> None:
+    """Wait for queued CUDA kernels where this process uses CUDA (no-op on CPU; never initialises CUDA)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 class StepTimer(TrainerCallback):
-    """Wall-clock time at the end of every optimizer step (data loading, forward, backward, optimizer)."""
+    """Wall-clock time at the end of every optimizer step (data loading, forward, backward, optimizer),
+    synchronised with the GPU when CUDA is in use."""
 
     def __init__(self) -> None:
         self.start = 0.0
         self.ends: list[float] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
+        cuda_synchronize()
         self.start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        cuda_synchronize()
         self.ends.append(time.perf_counter())
 
     def seconds_after(self, warmup: int) -> tuple[float, int]:
