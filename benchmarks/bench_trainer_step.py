@@ -1,6 +1,6 @@
 """Trainer micro-benchmark: ListwiseTrainer steps on a Llama-style model, tokens/s and peak memory.
 
-Run: python benchmarks/bench_trainer_step.py [--device cuda --dtype bfloat16] [--sizes 2 8 16] [--no-shared-prefix]
+Run: python benchmarks/bench_trainer_step.py [--device cuda --dtype bfloat16] [--sizes 2 8 16] [--no-shared-prefix] [--logprob-chunk 4096]
 Prints one markdown row per list size m: optimizer steps/s, real (non-pad) training tokens/s, and peak
 memory (CUDA: torch.cuda.max_memory_allocated; CPU: the process's max RSS). Used by
 scripts/gpu_check.sh; the model is random (no download), with fixed-length responses so padding is zero.
@@ -75,6 +75,7 @@ def measure(args: argparse.Namespace, m: int) -> dict[str, float]:
         max_steps=steps,
         precompute_reference_logps=True,
         shared_prefix=not args.no_shared_prefix,
+        logprob_chunk_size=args.logprob_chunk,
         bf16=args.dtype == "bfloat16",
         use_cpu=args.device == "cpu",
         logging_strategy="no",
@@ -117,11 +118,14 @@ def main() -> None:
         action="store_true",
         help="shared_prefix=False: encode the prompt once per candidate",
     )
+    parser.add_argument(
+        "--logprob-chunk", type=int, default=0, help="logprob_chunk_size (0: the LM head on all positions at once)"
+    )
     args = parser.parse_args()
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"device {name}, dtype {args.dtype}, objective {args.objective}, hidden {args.hidden}, "
           f"layers {args.layers}, vocab {args.vocab}, batch {args.batch} lists, prompt {args.prompt_len} + response "
-          f"{args.response_len} tokens, shared_prefix {not args.no_shared_prefix}, torch {torch.__version__}")  # fmt: skip
+          f"{args.response_len} tokens, shared_prefix {not args.no_shared_prefix}, logprob_chunk_size {args.logprob_chunk}, torch {torch.__version__}")  # fmt: skip
     print("| m | step (s) | tokens/s | cost per token vs first m | peak MiB |")
     print("|---|---|---|---|---|")
     first = None

@@ -130,17 +130,23 @@ def test_config_rejects_bad_settings(tmp_path, overrides, message):
         config(tmp_path, **overrides)
 
 
-def test_chunked_log_probs_train_the_same_weights(tmp_path):
-    """logprob_chunk_size changes memory, not results: same losses and weights after training."""
+@pytest.mark.parametrize("bf16", [False, True])
+def test_chunked_log_probs_train_the_same_weights(tmp_path, bf16):
+    """logprob_chunk_size changes memory, not results: same losses and weights after training, also under
+    bf16 autocast (the chunked LM head must run under the autocast the model's forward runs under)."""
     trained = []
     for chunk in (0, 5):
         model, tokenizer = tiny_model_and_tokenizer()
-        args = config(tmp_path / str(chunk), num_train_epochs=1, logprob_chunk_size=chunk)
+        args = config(tmp_path / str(chunk), num_train_epochs=1, logprob_chunk_size=chunk, bf16=bf16)
         trainer = ListwiseTrainer(model, args, arithmetic_lists(tokenizer, 8, 4), processing_class=tokenizer)
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         trained.append((losses, [p.detach().clone() for p in model.parameters()]))
     (plain_losses, plain_weights), (chunked_losses, chunked_weights) = trained
-    assert len(plain_losses) == 2 and chunked_losses == pytest.approx(plain_losses, abs=1e-5)
+    assert len(plain_losses) == 2
+    if bf16:  # bf16 rounding differs between the chunk shapes; Adam's normalised steps amplify it in weights
+        assert chunked_losses == pytest.approx(plain_losses, abs=2e-3)
+        return
+    assert chunked_losses == pytest.approx(plain_losses, abs=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain_weights, chunked_weights, strict=True))
     assert not torch.equal(plain_weights[0], tiny_model_and_tokenizer()[0].model.embed_tokens.weight)

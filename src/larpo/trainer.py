@@ -104,10 +104,12 @@ class ListwiseTrainer(Trainer):
     ):
         """Loss of one batch of lists: log-probs, then the registered objective."""
         options = {"shared_prefix": self.args.shared_prefix, "chunk_size": self.args.logprob_chunk_size}
-        policy, lengths = list_logps(model, inputs, **options)
+        # the model's forward runs under the accelerator's autocast; a chunked LM head must run under it too
+        with self.accelerator.autocast():
+            policy, lengths = list_logps(model, inputs, **options)
         reference = inputs.get("reference_logps")
         if reference is None and self.ref_model is not None:
-            with torch.no_grad():
+            with torch.no_grad(), self.accelerator.autocast():
                 reference, _ = list_logps(self.ref_model, inputs, **options)
         mask = inputs["list_mask"]
         scores = inputs.get("scores") if self.args.use_scores else None
