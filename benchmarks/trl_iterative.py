@@ -1,0 +1,294 @@
+"""Iterative DPO built from TRL's DPOTrainer against larpo's ``dpo2`` arm: same SFT start, same samples.
+
+Run: python benchmarks/trl_iterative.py [--seeds 0 1 2] [--output runs/bench_demo] [--docs docs/benchmarks]
+Writes <docs>/trl_iterative.md, .json and .png. ``--quick`` is a smoke run with tiny settings (its own
+output folder, larpo's dpo2 arm run beside it, the report in <output>/report).
+
+The ``trl_dpo2`` arm is ``demo_seeds.py``'s ``dpo2`` config (pairwise, 2 samples per prompt, k/2 times the
+prompts) run by a LarpoRun whose ``train`` stage alone is replaced: TRL's DPOTrainer on (first, last)
+response of each list, loss sigmoid + nll_weight * sft (larpo's RPO term), reference = the SFT start.
+Sampling, scoring, list building, evaluation and resumption are larpo's, so only the trainer differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from rich.console import Console
+from transformers.trainer_callback import PrinterCallback
+from trl import DPOConfig, DPOTrainer
+
+from benchutil import machine_info, save_figure, write_markdown
+from demo_seeds import arms
+from larpo.data import tokenize_list
+from larpo.demo import DemoSettings, prepare_start
+from larpo.loop import LarpoRun, _with_warmup, hash_seed
+from larpo.model_io import resolve_dtype
+from larpo.store import atomic_write_json
+from larpo.tasks import arithmetic
+from studyutil import accuracy_by_iteration, is_finished, run_seconds
+
+RUNS = {"trl_dpo2": "run_trl_dpo2", "dpo2": "run_dpo2", "default": "run", "rft": "run_rft"}
+QUICK = dict(iterations=2, prompts_per_iteration=100, train_prompts=2000, heldout_prompts=200, sft_steps=100,
+             eval_samples=4)  # fmt: skip
+
+
+def preference_pairs(lists: list[dict]) -> list[dict]:
+    """One DPO pair per list of at least 2 responses (best first): its first and last response, with their
+    reference log-probs (``None`` when the list has none)."""
+    pairs = []
+    for item in lists:
+        responses, reference = item["responses"], item.get("reference_logps")
+        if len(responses) >= 2:
+            pairs.append({"prompt": item["prompt"], "chosen": responses[0], "rejected": responses[-1],
+                          "reference": [reference[0], reference[-1]] if reference else None})  # fmt: skip
+    return pairs
+
+
+class TRLDPORun(LarpoRun):
+    """A LarpoRun whose train stage is TRL's DPOTrainer; every other stage is larpo's."""
+
+    def __init__(self, config, console: Console | None = None) -> None:
+        super().__init__(config, console)
+        if self.lora or self.state.num_processes > 1:
+            raise ValueError("the TRL arm trains all weights, in one process")
+
+    def train(self, s: int) -> dict[str, Any]:
+        """As LarpoRun.train (load iteration s-1, save ``iter_<s>/model`` via a staging dir, stats last)."""
+        config = self.config
+        out = self.run_dir / f"iter_{s}"
+        model_dir, stats_path, staging = out / "model", out / "train_stats.json", out / "model.tmp"
+        if model_dir.exists() and stats_path.exists():
+            return json.loads(stats_path.read_text(encoding="utf-8"))
+        shutil.rmtree(staging, ignore_errors=True)
+        lists = [json.loads(line) for line in (out / "lists.jsonl").read_text(encoding="utf-8").splitlines()]
+        pairs = preference_pairs(lists)
+        self._policy_cache.clear()
+        low_precision = resolve_dtype(config.dtype)
+        mixed = config.mixed_precision and low_precision != torch.float32
+        model, tokenizer = self.load(
+            self.model_path(s - 1), trainable=True, dtype="float32" if mixed else None
+        )
+        stats: dict[str, Any] = {"lists": len(lists), "pairs": len(pairs), "steps": 0, "loss": None,
+                                 "ranking_accuracy": None}  # fmt: skip
+        if pairs:
+            stats.update(self._dpo(model, tokenizer, pairs, s, low_precision))
+        model.to(low_precision).save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        shutil.rmtree(out / "trainer", ignore_errors=True)
+        atomic_write_json(stats_path, stats)
+        staging.rename(model_dir)
+        return stats
+
+    def _dpo(self, model, tokenizer, pairs: list[dict], s: int, low_precision: torch.dtype) -> dict[str, Any]:
+        """Train ``model`` in place with DPOTrainer on ``pairs``; its stats, checks included."""
+        config = self.config
+        reference_path = config.model if config.reference == "initial" else self.model_path(s - 1)
+        losses = [("sigmoid", 1.0)] + ([("sft", config.nll_weight)] if config.nll_weight else [])
+        args = DPOConfig(
+            output_dir=str(self.run_dir / f"iter_{s}" / "trainer"),
+            loss_type=[name for name, _ in losses], loss_weights=[weight for _, weight in losses],
+            beta=config.beta, learning_rate=config.learning_rate, num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            lr_scheduler_type=_with_warmup(config.lr_scheduler_type, config.warmup_ratio),
+            warmup_steps=config.warmup_ratio, seed=hash_seed(config.seed, "train", s) % (2**31),
+            max_length=config.max_length, precompute_ref_log_probs=True, padding_free=False,
+            bf16=low_precision == torch.bfloat16, fp16=low_precision == torch.float16,
+            gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), logging_steps=1,
+            save_strategy="no", report_to="none", disable_tqdm=not self.console.is_terminal,
+            dataloader_pin_memory=False,
+        )  # fmt: skip
+        dataset = Dataset.from_dict(
+            {key: [p[key] for p in pairs] for key in ("prompt", "chosen", "rejected")}
+        )
+        reference = self.load(reference_path)[0]
+        trainer = DPOTrainer(
+            model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer
+        )
+        trainer.remove_callback(PrinterCallback)
+        rows = trainer.train_dataset
+        check_tokenization(tokenizer, pairs, rows)
+        first = rows[0]
+        self.console.print(f"iter {s}: pair 0 token ids, TRL = larpo: prompt {first['prompt_ids']} chosen "
+                           f"{first['chosen_ids']} rejected {first['rejected_ids']}", highlight=False)  # fmt: skip
+        trl_reference = zip(rows["ref_chosen_logps"], rows["ref_rejected_logps"], strict=True)
+        difference = max(
+            (abs(a - b) for p, ref in zip(pairs, trl_reference, strict=True) if p["reference"]
+             for a, b in zip(p["reference"], ref, strict=True)), default=None,
+        )  # fmt: skip
+        trainer.train()
+        logs = [h for h in trainer.state.log_history if "loss" in h]
+
+        def mean(key: str) -> float:
+            return sum(h[key] for h in logs) / len(logs)
+
+        return {
+            "steps": trainer.state.global_step,
+            "loss": mean("loss"),
+            "ranking_accuracy": mean("rewards/accuracies"),
+            "margin": mean("rewards/margins"),
+            "final_loss": logs[-1]["loss"],
+            "reference_max_abs_diff": difference,  # TRL's reference log-probs vs the lists' (larpo's)
+        }
+
+
+def check_tokenization(tokenizer, pairs: list[dict], rows: Dataset) -> None:
+    """Raise unless TRL's prompt/chosen/rejected ids are larpo's ``tokenize_list`` ids (EOS appended once)."""
+    columns = zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], strict=True)
+    for index, (pair, (prompt, chosen, rejected)) in enumerate(zip(pairs, columns, strict=True)):
+        larpo_ids = tokenize_list(tokenizer, pair["prompt"], [pair["chosen"], pair["rejected"]])
+        if larpo_ids != {"prompt_ids": prompt, "response_ids": [chosen, rejected]}:
+            raise RuntimeError(
+                f"pair {index}: TRL ids {prompt} {chosen} {rejected} differ from larpo's {larpo_ids}"
+            )
+
+
+def arm_result(run_dir: Path, iterations: int) -> dict[str, Any]:
+    """A finished run's accuracy curve, seconds (all stages, train stages) and samples per iteration."""
+    config = json.loads((run_dir / "manifest.json").read_text())["config"]
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    stats = [json.loads(p.read_text()) for p in sorted(run_dir.glob("iter_*/train_stats.json"))]
+    return {
+        "curve": accuracy_by_iteration(run_dir, iterations),
+        "seconds": run_seconds(run_dir),
+        "train_seconds": sum(e.get("seconds", 0.0) for e in log if e.get("stage") == "train"),
+        "samples_per_iteration": config["num_candidates"] * config["prompts_per_iteration"],
+        "reference_max_abs_diff": max((d for x in stats if (d := x.get("reference_max_abs_diff")) is not None),
+                                      default=None),
+    }  # fmt: skip
+
+
+def run_seed(seed: int, output: Path, quick: bool, console: Console) -> list[str]:
+    """Run (or resume) the TRL arm of one seed (and, with ``quick``, larpo's dpo2); the config keys in
+    which it differs from the finished dpo2 run besides output_dir."""
+    settings = dataclasses.replace(DemoSettings(seed=seed), **(QUICK if quick else {}))
+    if not (output / "sft" / "config.json").exists():
+        prepare_start(output, settings, console)
+    train, heldout = arithmetic.train_and_heldout_splits(
+        settings.train_prompts, settings.heldout_prompts, seed
+    )
+    dpo2 = arms(settings, output, arithmetic.answer_budget(train + heldout))["dpo2"]
+    if quick:
+        LarpoRun(dpo2, console).execute()
+    trl_config = dataclasses.replace(dpo2, output_dir=str(output / RUNS["trl_dpo2"]))
+    TRLDPORun(trl_config, console).execute()
+    manifest = Path(dpo2.output_dir) / "manifest.json"
+    if not manifest.exists():
+        return []
+    finished = json.loads(manifest.read_text())["config"]
+    return sorted(k for k, v in trl_config.to_dict().items() if k != "output_dir" and finished.get(k) != v)
+
+
+def report(results: dict, differences: dict, iterations: int, command: str, docs: Path) -> None:
+    """The per-seed and per-arm tables, the figure and the JSON."""
+    lines = [
+        "# Iterative DPO: TRL's DPOTrainer vs larpo, same SFT start and samples",
+        "",
+        f"Command: `{command}`. Machine: {machine_info(torch.get_num_threads())}.",
+        "",
+        "trl_dpo2 is larpo's dpo2 run (pairwise, 2 samples per prompt) with only its train stage replaced by "
+        "TRL's DPOTrainer (sigmoid + nll_weight * sft, reference = the SFT start, precomputed); default and rft "
+        "are demo_seeds.py's arms. Held-out greedy accuracy (exact match); iteration -1 is the SFT start. "
+        "Seconds: all stages of the run (SFT excluded) / train stages only, from each run's log.jsonl, measured "
+        "when it ran on a shared machine (compare loosely). The one difference in the objective: TRL's sft term "
+        "averages the NLL over all chosen tokens of a batch, larpo's per answer and then over the batch.",
+        "",
+        "| arm | seed | " + " | ".join(f"iter {s}" for s in range(-1, iterations))
+        + " | gain | samples/iter | seconds | train seconds |",
+        "|---" * (iterations + 7) + "|",
+    ]  # fmt: skip
+    for name, entries in results.items():
+        for r in entries:
+            cells = " | ".join(f"{a:.3f}" for a in r["curve"])
+            lines.append(f"| {name} | {r['seed']} | {cells} | {r['curve'][-1] - r['curve'][0]:+.3f} | "
+                         f"{r['samples_per_iteration']} | {r['seconds']:.0f} | {r['train_seconds']:.0f} |")  # fmt: skip
+    gains = {name: [r["curve"][-1] - r["curve"][0] for r in entries] for name, entries in results.items()}
+    lines += ["", "| arm | seeds | mean gain | spread (min..max) | mean train seconds | gain / dpo2's |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    base = statistics.mean(gains["dpo2"]) if gains.get("dpo2") else None
+    for name, values in gains.items():
+        ratio = f"{statistics.mean(values) / base:.2f}" if base else "-"
+        seconds = statistics.mean(r["train_seconds"] for r in results[name])
+        lines.append(f"| {name} | {len(values)} | {statistics.mean(values):+.3f} | {min(values):+.3f}..{max(values):+.3f} "
+                     f"| {seconds:.0f} | {ratio} |")  # fmt: skip
+    budgets = sorted({r["samples_per_iteration"] for entries in results.values() for r in entries})
+    diffs = [d for r in results.get("trl_dpo2", []) if (d := r["reference_max_abs_diff"]) is not None]
+    lines += [
+        "",
+        f"Samples drawn per iteration: {', '.join(map(str, budgets))}"
+        + (" (the same for every arm, so the ratio of gains is the ratio of gains per sample)." if len(budgets) == 1 else "."),
+        "Checks in every trl_dpo2 train stage: TRL's prompt/chosen/rejected token ids equal larpo's "
+        "`tokenize_list` ids (EOS once at the end); its precomputed reference log-probs differ from the lists' "
+        f"(larpo's, initial model) by at most {max(diffs):.1e}." if diffs else "",
+    ]  # fmt: skip
+    for seed, keys in differences.items():
+        if keys:
+            lines.append(f"seed {seed}: trl_dpo2's config differs from the finished dpo2 run's in {keys}.")
+    plot(results, iterations, docs / "trl_iterative.png")
+    lines += [
+        "",
+        "![mean held-out greedy accuracy per arm; band: min..max over seeds](trl_iterative.png)",
+        "",
+    ]
+    write_markdown(docs / "trl_iterative.md", lines)
+    (docs / "trl_iterative.json").write_text(json.dumps(results, indent=1))
+
+
+def plot(results: dict, iterations: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    xs = list(range(-1, iterations))
+    for name, entries in results.items():
+        columns = list(zip(*(r["curve"] for r in entries), strict=True))
+        ax.plot(xs, [statistics.mean(c) for c in columns], marker="o", label=f"{name} ({len(entries)} seeds)")
+        ax.fill_between(xs, [min(c) for c in columns], [max(c) for c in columns], alpha=0.15)
+    ax.set_xticks(xs)
+    ax.set_xlabel("iteration (-1 = SFT start)")
+    ax.set_ylabel("held-out greedy accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--output", type=Path, default=None, help="default runs/bench_demo (quick: runs/trl_iter_quick)"
+    )
+    parser.add_argument(
+        "--docs", type=Path, default=None, help="default docs/benchmarks (quick: <output>/report)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny settings, larpo's dpo2 run too")
+    args = parser.parse_args()
+    output = args.output or Path("runs/trl_iter_quick" if args.quick else "runs/bench_demo")
+    docs = args.docs or (output / "report" if args.quick else Path("docs/benchmarks"))
+    console = Console(stderr=True)
+    iterations = QUICK["iterations"] if args.quick else DemoSettings().iterations
+    results: dict[str, list[dict]] = {name: [] for name in RUNS}
+    differences = {}
+    for seed in args.seeds:
+        differences[seed] = run_seed(seed, output / f"seed{seed}", args.quick, console)
+        for name, folder in RUNS.items():
+            if is_finished(run_dir := output / f"seed{seed}" / folder, iterations):
+                results[name].append({"seed": seed, **arm_result(run_dir, iterations)})
+    command = f"python benchmarks/trl_iterative.py --seeds {' '.join(map(str, args.seeds))}"
+    command += " --quick" if args.quick else ""
+    report({k: v for k, v in results.items() if v}, differences, iterations, command, docs)
+
+
+if __name__ == "__main__":
+    main()
