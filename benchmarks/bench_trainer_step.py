@@ -88,7 +88,17 @@ def measure(args: argparse.Namespace, m: int) -> dict[str, float]:
     trainer = ListwiseTrainer(model, config, data, callbacks=[timer])
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    trainer.train()
+    if args.profile:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if args.device == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as profiler:
+            trainer.train()
+        sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+        print(f"profile, m = {m}, {steps} steps:")
+        print(profiler.key_averages().table(sort_by=sort, row_limit=args.profile))
+    else:
+        trainer.train()
     timed = timer.times[args.warmup :]
     seconds = sorted(timed)[len(timed) // 2]
     tokens = args.batch * m * (args.prompt_len + args.response_len)
@@ -118,6 +128,7 @@ def main() -> None:
         action="store_true",
         help="shared_prefix=False: encode the prompt once per candidate",
     )
+    parser.add_argument("--profile", type=int, default=0, help="print the N most expensive operators per m")
     parser.add_argument(
         "--logprob-chunk", type=int, default=0, help="logprob_chunk_size (0: the LM head on all positions at once)"
     )

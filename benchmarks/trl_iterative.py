@@ -31,6 +31,7 @@ from demo_seeds import arms
 from larpo.data import tokenize_list
 from larpo.demo import DemoSettings, prepare_start
 from larpo.loop import LarpoRun, _with_warmup, hash_seed
+from larpo.manifest import ADDED_SETTINGS
 from larpo.model_io import resolve_dtype
 from larpo.store import atomic_write_json
 from larpo.tasks import arithmetic
@@ -184,7 +185,7 @@ def run_seed(seed: int, output: Path, quick: bool, console: Console) -> list[str
     manifest = Path(dpo2.output_dir) / "manifest.json"
     if not manifest.exists():
         return []
-    finished = json.loads(manifest.read_text())["config"]
+    finished = ADDED_SETTINGS | json.loads(manifest.read_text())["config"]  # a setting added since: its default
     return sorted(k for k, v in trl_config.to_dict().items() if k != "output_dir" and finished.get(k) != v)
 
 
