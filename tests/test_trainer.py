@@ -1,4 +1,5 @@
 import copy
+import math
 
 import pytest
 import torch
@@ -150,3 +151,15 @@ def test_chunked_log_probs_train_the_same_weights(tmp_path, bf16):
     assert chunked_losses == pytest.approx(plain_losses, abs=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain_weights, chunked_weights, strict=True))
     assert not torch.equal(plain_weights[0], tiny_model_and_tokenizer()[0].model.embed_tokens.weight)
+
+
+def test_bf16_training_starts_exactly_at_its_precomputed_reference(tmp_path):
+    """The reference pass runs under the autocast training uses, so before the first update every implicit
+    reward is 0: margin 0 and the pairwise loss log 2 (in fp32 the reference would differ by bf16 rounding)."""
+    model, tokenizer = tiny_model_and_tokenizer()
+    args = config(tmp_path, objective="pairwise", bf16=True, max_steps=1, learning_rate=1e-9)
+    trainer = ListwiseTrainer(model, args, arithmetic_lists(tokenizer, 8, 2), processing_class=tokenizer)
+    trainer.train()
+    first = trainer.state.log_history[0]
+    assert first["margin"] == 0.0
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-7)

@@ -7,6 +7,7 @@ objective and logs what the policy does as a ranker.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -66,10 +67,12 @@ class ListwiseTrainer(Trainer):
                     "reference_logps column, or set precompute_reference_logps=True"
                 )
             if args.precompute_reference_logps:
-                train_dataset = add_reference_logps(
-                    model, train_dataset, collator, args.per_device_eval_batch_size, args.shared_prefix,
-                    args.logprob_chunk_size,
-                )
+                # under the precision training will use, so that the policy starts exactly at the reference
+                with _training_autocast(model, args):
+                    train_dataset = add_reference_logps(
+                        model, train_dataset, collator, args.per_device_eval_batch_size, args.shared_prefix,
+                        args.logprob_chunk_size,
+                    )
 
         super().__init__(
             model=model,
@@ -140,6 +143,14 @@ class ListwiseTrainer(Trainer):
                 logs[key] = sum(values) / len(values)
             self._stored_metrics.clear()
         super().log(logs, start_time)
+
+
+def _training_autocast(model: nn.Module, args: ListwiseConfig):
+    """The autocast that ``bf16``/``fp16`` training runs the model's forward under (none in full precision)."""
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(next(model.parameters()).device.type, dtype=dtype)
 
 
 @torch.no_grad()
