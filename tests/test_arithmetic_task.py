@@ -55,6 +55,8 @@ def test_mixed_problems_share_operators_equally():
     assert [sum(op in p[1:] for p in problems) for op in "+-*"] == [100, 100, 100]
     assert all(p[3] == "*" and len(p) == 6 for p in problems if "*" in p)
     assert all(p[2] == "+" and len(p) == 6 for p in make_problems(50, seed=3, kind="add"))
+    addsub = make_problems(200, seed=3, kind="addsub")
+    assert [sum(op in p[1:] for p in addsub) for op in "+-*"] == [100, 100, 0]
 
 
 def test_make_problems_rejects_unknown_kinds_and_too_many():

@@ -42,10 +42,11 @@ KINDS: dict[str, tuple[_Shape, ...]] = {
     "add": (_ADD,),
     "sub": (_SUB,),
     "mul": (_MUL,),
+    "addsub": (_ADD, _SUB),
     "mixed": (_ADD, _SUB, _MUL),
 }
 """Problem kinds: 2-digit ``+``, 2-digit ``-`` (answers may be negative), 3-digit times 1-digit ``*``
-(multiplier 2-9), and ``mixed``: the three in equal shares."""
+(multiplier 2-9), ``addsub``: ``+`` and ``-`` in equal shares, and ``mixed``: all three in equal shares."""
 
 DEFAULT_KIND = "mixed"
 
