@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
 from rich.console import Console
 from transformers.trainer_callback import PrinterCallback
-from trl import DPOConfig, DPOTrainer
 
 from benchutil import machine_info, save_figure, write_markdown
 from demo_seeds import arms
@@ -91,6 +89,9 @@ class TRLDPORun(LarpoRun):
 
     def _dpo(self, model, tokenizer, pairs: list[dict], s: int, low_precision: torch.dtype) -> dict[str, Any]:
         """Train ``model`` in place with DPOTrainer on ``pairs``; its stats, checks included."""
+        from datasets import Dataset  # the bench extra: imported here so the pure helpers need neither
+        from trl import DPOConfig, DPOTrainer
+
         config = self.config
         reference_path = config.model if config.reference == "initial" else self.model_path(s - 1)
         losses = [("sigmoid", 1.0)] + ([("sft", config.nll_weight)] if config.nll_weight else [])
@@ -142,8 +143,9 @@ class TRLDPORun(LarpoRun):
         }
 
 
-def check_tokenization(tokenizer, pairs: list[dict], rows: Dataset) -> None:
-    """Raise unless TRL's prompt/chosen/rejected ids are larpo's ``tokenize_list`` ids (EOS appended once)."""
+def check_tokenization(tokenizer, pairs: list[dict], rows) -> None:
+    """Raise unless TRL's prompt/chosen/rejected ids (columns of the datasets.Dataset ``rows``) are larpo's
+    ``tokenize_list`` ids (EOS appended once)."""
     columns = zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], strict=True)
     for index, (pair, (prompt, chosen, rejected)) in enumerate(zip(pairs, columns, strict=True)):
         larpo_ids = tokenize_list(tokenizer, pair["prompt"], [pair["chosen"], pair["rejected"]])
@@ -185,7 +187,7 @@ def run_seed(seed: int, output: Path, quick: bool, console: Console) -> list[str
     manifest = Path(dpo2.output_dir) / "manifest.json"
     if not manifest.exists():
         return []
-    finished = ADDED_SETTINGS | json.loads(manifest.read_text())["config"]  # a setting added since: its default
+    finished = ADDED_SETTINGS | json.loads(manifest.read_text())["config"]  # added settings: their default
     return sorted(k for k, v in trl_config.to_dict().items() if k != "output_dir" and finished.get(k) != v)
 
 
