@@ -152,3 +152,38 @@ def test_output_dir_that_is_not_a_run_is_refused(monkeypatch, capsys, workspace,
     code, _, err = run_cli(monkeypatch, capsys, *run_args(workspace, tmp_path / "run"))
     assert code == 2 and "is not a larpo run directory" in err
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["notes.txt"]
+
+
+def test_chunked_log_probs_refuse_soft_capped_logits_with_one_line_and_the_run_resumes_without(
+    monkeypatch, capsys, workspace, tmp_path
+):
+    """A model whose logits are more than lm_head(hidden) (Gemma 2 soft-caps them) stops `larpo run` at
+    its first chunked scoring with exit 2; nothing is lost, and the run resumes with chunking off."""
+    import torch
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(workspace / "model")
+    config = Gemma2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, final_logit_softcapping=0.5,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model_dir = tmp_path / "gemma"
+    Gemma2ForCausalLM(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    run_dir = tmp_path / "run"
+    args = run_args(workspace, run_dir, f"model={model_dir}")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--set", "logprob_chunk_size=8")
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("larpo: error: logprob_chunk_size needs logits")
+    def samples():
+        return [(r.prompt_id, r.response, r.score) for r in read_records(run_dir / "candidates" / "iter_0.jsonl")]
+
+    generated = samples()
+    assert generated and all(score is not None for *_, score in generated)  # drawn and scored, kept
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--set", "logprob_chunk_size=0")
+    assert code == 0, err
+    assert samples() == generated  # resumed from the stored samples, not redrawn
+    assert "finished 1 iterations" in out

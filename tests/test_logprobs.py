@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from larpo.data import ListCollator, tokenize_list
+from larpo.errors import InputError
 from larpo.logprobs import list_logps, shared_prefix_logps
 from tests.helpers import tiny_model_and_tokenizer
 
@@ -228,5 +229,5 @@ def test_chunked_logps_refuse_a_model_with_soft_capped_logits():
         return output
 
     model.register_forward_hook(soft_cap)
-    with pytest.raises(ValueError, match="set logprob_chunk_size to 0"):
+    with pytest.raises(InputError, match="set logprob_chunk_size to 0"):
         list_logps(model, batch, chunk_size=4)

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from larpo.errors import InputError
+
 
 def sequence_logps(
     model: nn.Module,
@@ -97,9 +99,10 @@ def _head_token_logps(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tenso
 @torch.no_grad()
 def _check_logits_are_head_of_hidden(head: nn.Module, last_hidden: Tensor, last_logits: Tensor) -> None:
     """Chunked scoring applies ``head`` to the final hidden state itself; refuse models whose logits are
-    more than that (soft-capped or scaled logits, e.g. Gemma 2, Cohere, Granite)."""
+    more than that (soft-capped or scaled logits, e.g. Gemma 2, Cohere, Granite): an InputError, which
+    ``larpo run`` reports as one line with exit code 2 (the run resumes with ``logprob_chunk_size: 0``)."""
     if not torch.allclose(head(last_hidden).float(), last_logits.float(), rtol=1e-5, atol=1e-5):
-        raise ValueError(
+        raise InputError(
             "logprob_chunk_size needs logits = lm_head(last hidden state), and this model transforms them "
             "further (e.g. soft-capping or scaling); set logprob_chunk_size to 0"
         )
