@@ -427,10 +427,7 @@ class LarpoRun:
         if missing:
             model, tokenizer = self.policy(self.model_path(s - 1) if self.lora else self.config.model)
             with without_adapters(model):
-                values = response_logps(
-                    model, tokenizer, [(p, y) for _, p, y in missing], max_length=self.config.max_length,
-                    chunk_size=self.config.logprob_chunk_size,
-                )  # fmt: skip
+                values = self._response_logps(model, tokenizer, [(p, y) for _, p, y in missing])
             cache.update({(pid, y): v for (pid, _, y), v in zip(missing, values, strict=True)})
             for i, records in by_iteration.items():
                 updated = [
@@ -446,13 +443,15 @@ class LarpoRun:
         """Reference = previous iteration's policy: computed for every list candidate."""
         model, tokenizer = self.policy(reference_path)
         pairs = [(x.prompt, y) for x in lists for y in x.responses]
-        values = iter(
-            response_logps(
-                model, tokenizer, pairs, max_length=self.config.max_length,
-                chunk_size=self.config.logprob_chunk_size,
-            )
-        )  # fmt: skip
+        values = iter(self._response_logps(model, tokenizer, pairs))
         return [_with(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
+
+    def _response_logps(self, model, tokenizer, pairs: list[tuple[str, str]]) -> list[float]:
+        """:func:`larpo.reference.response_logps` with the run's truncation and LM-head chunking."""
+        config = self.config
+        return response_logps(
+            model, tokenizer, pairs, max_length=config.max_length, chunk_size=config.logprob_chunk_size
+        )
 
     def train(self, s: int) -> dict[str, Any]:
         """Train the policy of iteration s-1 on iteration ``s``'s lists; save it as ``iter_<s>/model``.
