@@ -166,7 +166,7 @@ def shared_prefix_logps(
     cache = getattr(out, cache_name, None)
     if cache is None or not hasattr(cache, "batch_select_indices"):
         return None
-    cache.batch_select_indices(rows)  # (B, ...) -> (N, ...): each candidate sees its list's prefix
+    _expand_cache_to_candidates(cache, rows)  # (B, ...) -> (N, ...): each candidate sees its list's prefix
 
     suffix_lengths = ends - starts + 1  # last prompt token + response
     offsets = torch.arange(int(suffix_lengths.max()), device=rows.device)  # (S,)
@@ -189,6 +189,42 @@ def shared_prefix_logps(
     scored = suffix_mask[:, 1:]
     token_logps = torch.where(scored, token_logps, token_logps.new_zeros(()))
     return token_logps.sum(dim=-1), scored.sum(dim=-1).to(token_logps.dtype)
+
+
+def _expand_cache_to_candidates(cache, rows: Tensor) -> None:
+    """Replace each cache layer's ``[B, ...]`` keys and values by ``[N, ...]`` ones, row ``rows[i]`` for
+    candidate i, in place.
+
+    Deterministic where ``cache.batch_select_indices(rows)`` is not: advanced indexing with repeated rows
+    scatter-adds its gradient, whose order varies between runs on a multi-threaded CPU (and on CUDA), so
+    two trainings on the same lists drifted apart at 1e-7 and then by a point of accuracy. Here the
+    gradient of a list's prefix is a sum over an expanded axis, in a fixed order. Layers that keep other
+    per-row state (their own ``batch_select_indices``) and caches without ``layers`` use the library's.
+    """
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:  # transformers without cache layers
+        DynamicLayer = None  # noqa: N806
+    layers = getattr(cache, "layers", None)
+    if DynamicLayer is None or layers is None:
+        cache.batch_select_indices(rows)
+        return
+    positions = torch.arange(len(rows), device=rows.device) - torch.searchsorted(rows, rows)  # (N,) j in list
+    width = int(positions.max()) + 1  # M, the longest list
+    flat = rows * width + positions  # (N,) distinct slots of the [B * M] expansion
+    for layer in layers:
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        plain = type(layer).batch_select_indices is DynamicLayer.batch_select_indices
+        if not plain or not isinstance(keys, Tensor) or not isinstance(values, Tensor) or keys.numel() == 0:
+            layer.batch_select_indices(rows)
+        else:
+            layer.keys, layer.values = _repeat_rows(keys, width, flat), _repeat_rows(values, width, flat)
+
+
+def _repeat_rows(tensor: Tensor, width: int, flat: Tensor) -> Tensor:
+    """``[B, ...]`` -> ``[N, ...]``: slot ``flat[i]`` of ``tensor`` expanded to ``[B * width, ...]``."""
+    expanded = tensor.unsqueeze(1).expand(tensor.shape[0], width, *tensor.shape[1:])
+    return expanded.reshape(-1, *tensor.shape[1:]).index_select(0, flat)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
