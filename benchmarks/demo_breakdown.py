@@ -1,7 +1,7 @@
 """Where the demo's gain comes from: held-out greedy accuracy per operator, on problems that need a carry
 (or borrow) and on problems that do not, for the SFT start and each finished arm's final model.
 
-Run: python benchmarks/demo_breakdown.py runs/bench_demo/seed0 [--iteration 3]
+Run: python benchmarks/demo_breakdown.py runs/bench_demo/seed0 [--iteration N] [--arms default dpo2 rft]
 (after benchmarks/demo_seeds.py). Prints a markdown table.
 
 The demonstrations are wrong only on carry/borrow problems (larpo.tasks.arithmetic.flawed_answer), so a
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from larpo.demo import DemoSettings
 from larpo.tasks import arithmetic
 
 OPERATORS = {"+": "add", "-": "sub", "*": "mul"}
@@ -34,16 +35,20 @@ def groups(prompts: list[str]) -> dict[str, list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("seed_dir", type=Path, help="one seed's directory of benchmarks/demo_seeds.py")
-    parser.add_argument("--iteration", type=int, default=3, help="the arms' iteration to read (default 3)")
+    last = DemoSettings().iterations - 1
+    parser.add_argument("--iteration", type=int, default=last, help=f"the arms' iteration to read (default {last})")
+    parser.add_argument(
+        "--arms", nargs="+", default=["default", "dpo2", "rft"], help="run folders: default = run, x = run_x"
+    )
     args = parser.parse_args()
     prompts = [json.loads(line)["prompt"] for line in (args.seed_dir / "heldout_prompts.jsonl").open()]
     budget = arithmetic.answer_budget(prompts)
     tokenizer = AutoTokenizer.from_pretrained(args.seed_dir / "sft")
     models = {"SFT start": args.seed_dir / "sft"}
-    for run in sorted(args.seed_dir.glob("run*")):
-        model = run / f"iter_{args.iteration}" / "model"
+    for arm in args.arms:
+        model = args.seed_dir / ("run" if arm == "default" else f"run_{arm}") / f"iter_{args.iteration}" / "model"
         if model.exists():
-            models[run.name.removeprefix("run_") if run.name != "run" else "default"] = model
+            models[arm] = model
     by_group = groups(prompts)
     print("| model | " + " | ".join(f"{g} (n={len(p)})" for g, p in by_group.items()) + " | all |")
     print("|---" * (len(by_group) + 2) + "|")

@@ -38,8 +38,11 @@ from larpo.run_config import RunConfig
 from larpo.store import atomic_write_json
 from studyutil import continued_sft, evaluations, is_finished, rft_control, run_seconds, train_steps
 
-# Study settings: the demo's (DemoSettings) but smaller, so that one arm fits in a few CPU minutes.
-STUDY = {"iterations": 3, "prompts_per_iteration": 1000, "num_candidates": 8, "epochs": 1.0}
+# Study settings: the demo's (DemoSettings) but smaller, so that one arm fits in a few CPU minutes, and
+# lists from the current iteration only (the demo's memorization is itself a study arm).
+STUDY = {
+    "iterations": 3, "prompts_per_iteration": 1000, "num_candidates": 8, "epochs": 1.0, "memorization": "current",
+}  # fmt: skip
 # --quick: a smoke check of the whole pipeline, not a measurement.
 QUICK = {
     **STUDY, "iterations": 2, "prompts_per_iteration": 300, "train_prompts": 2000, "heldout_prompts": 200,

@@ -44,8 +44,9 @@ class DemoSettings:
     sft_target_accuracy: float = 0.40
     sft_validation_prompts: int = 200
     demonstration_error_rate: float = 0.6
-    iterations: int = 4
+    iterations: int = 6
     prompts_per_iteration: int = 2000
+    memorization: str = "previous"
     num_candidates: int = 8
     temperature: float = 1.0
     learning_rate: float = 1e-4
@@ -66,6 +67,7 @@ class DemoSettings:
             output_dir=str(output / "run"),
             iterations=self.iterations,
             prompts_per_iteration=self.prompts_per_iteration,
+            memorization=self.memorization,
             seed=self.seed,
             num_candidates=self.num_candidates,
             temperature=self.temperature,
