@@ -32,10 +32,11 @@ def graded_reward(prompt: str, responses: list[str]) -> list[float]:
     and ``-122`` scores (3/4 + 1/(1 + log10 245)) / 2 = 0.5225.
     """
     target = answer(prompt)
-    return [_graded(response.strip(), target) for response in responses]
+    return [grade(response.strip(), target) for response in responses]
 
 
-def _graded(response: str, target: str) -> float:
+def grade(response: str, target: str) -> float:
+    """:func:`graded_reward`'s score of one stripped ``response`` against the answer ``target``."""
     if response == target:
         return 1.0
     if _INTEGER.fullmatch(response) is None:
