@@ -135,3 +135,26 @@ def test_wandb_offline_run_holds_the_iteration_metrics(tmp_path, monkeypatch):
     assert summary["train/iteration/mean_reward"] == 3.25
     assert summary["eval/greedy_accuracy"] == 0.5
     assert summary["train/global_step"] == 7
+
+
+def test_a_trainers_logs_continue_at_the_step_offset(tmp_path):
+    """A real ListwiseTrainer (report_to none) forwards its per-step logs through the tracker."""
+    from larpo.config import ListwiseConfig
+    from larpo.trainer import ListwiseTrainer
+    from tests.helpers import arithmetic_lists, tiny_model_and_tokenizer
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    args = ListwiseConfig(
+        output_dir=str(tmp_path / "trainer"), objective="contrastive", learning_rate=1e-3,
+        per_device_train_batch_size=2, num_train_epochs=1, logging_steps=1, use_cpu=True,
+        disable_tqdm=True, seed=0, report_to="none", save_strategy="no",
+    )  # fmt: skip
+    trainer = ListwiseTrainer(model, args, arithmetic_lists(tokenizer), processing_class=tokenizer)
+    with IterationTracker("tensorboard", tmp_path / "tb") as tracker:
+        trainer.add_callback(tracker.trainer_callback(step_offset=5))
+        trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    scalars = _scalars(tmp_path / "tb")
+    assert [step for step, _ in scalars["train/loss"]] == [6, 7, 8]  # 6 lists, 2 per step
+    assert [value for _, value in scalars["train/loss"]] == pytest.approx(losses)
+    assert [step for step, _ in scalars["train/ranking_accuracy"]] == [6, 7, 8]

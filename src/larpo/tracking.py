@@ -15,6 +15,7 @@ continue across iterations and the iteration metrics line up with them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -183,12 +184,21 @@ class _SettingsCarrier:
 
 def _tracker_arguments(logging_dir: str | Path, run_name: str | None, project: str | None, settings: dict):
     """TrainingArguments for the integrations, whose recorded config is the run's settings rather
-    than the defaults of arguments no Trainer uses."""
+    than the defaults of arguments no Trainer uses. Built from the field defaults without
+    ``__post_init__``, which would set up (and reset) the accelerator state of the running process."""
     from transformers import TrainingArguments
 
     class TrackerArguments(TrainingArguments):
         def to_dict(self) -> dict[str, Any]:
             return {"report_to": self.report_to, "run_name": self.run_name, **settings}
 
-    extra = {"project": project} if project else {}
-    return TrackerArguments(output_dir=str(logging_dir), run_name=run_name, report_to="none", **extra)
+    args = TrackerArguments.__new__(TrackerArguments)
+    for spec in dataclasses.fields(TrainingArguments):
+        if spec.default is not dataclasses.MISSING:
+            setattr(args, spec.name, spec.default)
+        elif spec.default_factory is not dataclasses.MISSING:
+            setattr(args, spec.name, spec.default_factory())
+    args.output_dir, args.run_name, args.report_to = str(logging_dir), run_name, []
+    if project:
+        args.project = project
+    return args
