@@ -192,3 +192,12 @@ def test_datasets_folder_with_splits_is_an_error(tmp_path):
     with pytest.raises(InputError, match="holds several splits"):
         read_lists(tmp_path / "dd")
     shutil.rmtree(tmp_path / "dd")
+
+
+def test_candidates_only_from_jsonl(tmp_path):
+    import datasets
+
+    rows = [{"prompt_id": "a", "prompt": "p", "response": r, "score": s} for r, s in (("x", 1.0), ("y", 0.0))]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "c"))
+    with pytest.raises(InputError, match="scored candidates are read from a JSONL file"):
+        read_lists(tmp_path / "c")

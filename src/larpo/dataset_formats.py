@@ -267,6 +267,8 @@ def _candidate_records(path: Path) -> list[tuple[CandidateRecord, Prompt]]:
     """Scored candidate records, one prompt text per prompt id."""
     from larpo.store import read_records
 
+    if path.is_dir():
+        raise InputError(f"{path}: scored candidates are read from a JSONL file, not a datasets folder")
     records = read_records(path)
     prompts: dict[str, str] = {}
     for number, record in enumerate(records, start=1):
