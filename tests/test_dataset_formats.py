@@ -173,7 +173,7 @@ def test_prompt_rows_of_each_format():
         ("rated_no_rating_field.jsonl", {"rating": "overall_score.value"}, "no completion has a rating"),
         ("candidates_unscored.jsonl", {}, "candidates without a score; run `larpo score` first"),
         ("candidates_prompt_mismatch.jsonl", {}, "was used for another prompt"),
-        ("candidates_all_tied.jsonl", {}, "no row has 2 differently scored responses to rank"),
+        ("candidates_all_tied.jsonl", {}, "no prompt has 2 differently scored candidates to rank"),
         ("lists_truncated.jsonl", {}, "lists_truncated.jsonl:2: malformed JSON"),
     ],
 )  # fmt: skip

@@ -3,6 +3,7 @@ event files (and a W&B offline run where wandb is installed)."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import pytest
@@ -76,6 +77,13 @@ def test_none_imports_nothing_heavy(tmp_path, monkeypatch):
 def test_unknown_tracker_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="report_to: .*tensorbored is not supported"):
         IterationTracker(["tensorbored"], tmp_path)
+
+
+def test_a_tracker_whose_package_is_missing_is_an_input_error(tmp_path):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed")
+    with pytest.raises(InputError, match="report_to: .*requires wandb to be installed"):
+        IterationTracker("wandb", tmp_path)
 
 
 def _scalars(logdir) -> dict[str, list[tuple[int, float]]]:

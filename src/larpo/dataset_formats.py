@@ -160,7 +160,7 @@ def read_lists(
         missing_ratings=missing,
     )
     if not built:
-        raise InputError(f"{path}: no row has 2 differently scored responses to rank ({stats.summary()})")
+        raise InputError(f"{path}: no prompt has 2 differently scored candidates to rank ({stats.summary()})")
     lists = [{"prompt": prompts[x.prompt_id], "responses": x.responses, "scores": x.scores} for x in built]
     return lists, stats
 
