@@ -1,0 +1,342 @@
+"""Training data in the shapes people have, read into ranked lists ``{"prompt", "responses", "scores"}``.
+
+A JSONL file or a ``datasets`` folder (``Dataset.save_to_disk``) in one of these formats, detected
+from its columns (``format=`` forces one):
+
+- ``lists``: larpo's own lists, ``{"prompt", "responses": [...], "scores": [...]}``.
+- ``ranked``: ``{"prompt", "responses": [best, ..., worst]}``; a list of ``n`` gets the scores
+  ``n-1, ..., 0`` (a ``lists`` row without ``scores`` is read the same way).
+- ``pairs``: TRL preference pairs ``{"prompt", "chosen", "rejected"}``, strings or message lists; a
+  pair is a list of two scored ``1, 0``. Without ``prompt``, ``chosen`` and ``rejected`` are whole
+  conversations and the prompt is the messages they share before they part (TRL's implicit prompt).
+- ``rated``: UltraFeedback-style ``{"prompt", "completions": [{"response": ..., <rating>: ...}]}``
+  (``instruction`` is read as ``prompt``). ``rating`` names the field to rank by, a dotted path into
+  nested objects: ``overall_score``, ``annotations.helpfulness.Rating``. Numeric strings count as
+  numbers; a missing rating (absent, null, ``""`` or ``"N/A"``) leaves the completion out.
+- ``candidates``: scored candidate records (``larpo generate`` + ``larpo score``), grouped by prompt.
+
+A prompt stays as given (a string or a list of ``{"role", "content"}`` messages); a response given as
+one assistant message becomes its text. Every format then follows the rules of
+:func:`larpo.candidates.build_lists`: the same response twice in a list counts once, candidates are
+ranked by score (ties by response text), a list with fewer than 2 distinct responses is skipped and
+one whose scores are all tied is dropped, each counted in :class:`ReadStats`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from larpo.candidates import ListSettings, build_lists
+from larpo.errors import InputError
+from larpo.jsonl import read_jsonl
+from larpo.store import CandidateRecord
+
+FORMATS = ("lists", "ranked", "pairs", "rated", "candidates")
+_RESPONSE_COLUMNS = frozenset({"responses", "chosen", "rejected", "completions", "response"})
+MISSING_RATINGS = (None, "", "N/A")
+"""Rating values that mean "not rated": the completion is left out (and counted)."""
+
+Prompt = str | list[dict[str, str]]
+Candidate = tuple[str, float | None]  # (response, score); None: the rating is missing
+
+
+@dataclass
+class ReadStats:
+    """What :func:`read_lists` did with the rows of a file.
+
+    Attributes:
+        format: the format the rows were read as.
+        rows: rows (records) in the file.
+        lists_built: lists returned.
+        skipped_too_few: rows left with fewer than 2 distinct responses.
+        dropped_all_tied: rows whose responses all share one score.
+        duplicates_removed: responses dropped as repeats of one the row already has.
+        missing_ratings: completions left out because they have no rating (``rated`` only).
+    """
+
+    format: str
+    rows: int = 0
+    lists_built: int = 0
+    skipped_too_few: int = 0
+    dropped_all_tied: int = 0
+    duplicates_removed: int = 0
+    missing_ratings: int = 0
+
+    def as_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for the console."""
+        line = f"{self.rows} rows read as {self.format}: {self.lists_built} lists"
+        counts = (
+            (self.skipped_too_few, "skipped with fewer than 2 distinct responses"),
+            (self.dropped_all_tied, "dropped with all scores tied"),
+            (self.duplicates_removed, "duplicate responses removed"),
+            (self.missing_ratings, "completions without a rating left out"),
+        )
+        return line + "".join(f", {count} {what}" for count, what in counts if count)
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL file or of a ``datasets`` folder (one split), as dicts.
+
+    Raises:
+        InputError: unreadable file or folder, several splits, or no rows.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return read_jsonl(path)
+    import datasets
+
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"{path}: not a JSONL file or a datasets folder ({error})") from None
+    if isinstance(dataset, datasets.DatasetDict):
+        raise InputError(f"{path}: holds several splits ({', '.join(dataset)}); point to one split's folder")
+    if len(dataset) == 0:
+        raise InputError(f"{path}: no records")
+    return list(dataset)
+
+
+def detect_format(columns: Iterable[str], where: str | Path = "data") -> str:
+    """The format a set of column names belongs to (see the module docstring)."""
+    columns = set(columns)
+    if {"chosen", "rejected"} <= columns:
+        return "pairs"
+    if "completions" in columns:
+        return "rated"
+    if "responses" in columns:
+        return "lists" if "scores" in columns else "ranked"
+    if {"prompt_id", "response", "score"} <= columns:
+        return "candidates"
+    raise InputError(
+        f"{where}: cannot tell the format from the columns ({', '.join(sorted(columns)) or 'none'}); "
+        "expected prompt + responses (+ scores), prompt + chosen + rejected, prompt + completions, "
+        "or scored candidates; or name the format"
+    )
+
+
+def read_lists(
+    path: str | Path, format: str | None = None, *, rating: str = "rating", drop_all_tied: bool = True
+) -> tuple[list[dict[str, Any]], ReadStats]:
+    """Ranked lists ``{"prompt", "responses", "scores"}`` (best first) from a file of any format.
+
+    Args:
+        format: one of :data:`FORMATS`; ``None`` detects it from the columns.
+        rating: for ``rated``: the completion field (dotted path) to rank by.
+        drop_all_tied: drop (and count) lists whose scores are all equal.
+
+    Raises:
+        InputError: an unknown format, a malformed row (the message names the file, the record
+            number counting from 1 and the problem), or no list to train on.
+    """
+    path = Path(path)
+    format = _check_format(format)
+    rows = read_rows(path)
+    format = format or detect_format({key for row in rows for key in row}, path)
+    if format == "candidates":
+        records, window = _candidate_records(path), "all"
+    else:
+        records, window = _row_records(rows, format, path, rating), "current"
+    prompts = {record.prompt_id: prompt for record, prompt in records}
+    groups = len(prompts) if format == "candidates" else len(rows)
+    missing = sum(record.score is None for record, _ in records)
+    scored = [record for record, _ in records if record.score is not None]
+    last = max((r.iteration for r in scored), default=0)
+    settings = ListSettings(memorization=window, drop_all_tied=drop_all_tied)
+    built, list_stats = build_lists(scored, last, settings)
+    stats = ReadStats(
+        format=format,
+        rows=len(rows),
+        lists_built=list_stats.lists_built,
+        skipped_too_few=groups - list_stats.lists_built - list_stats.dropped_all_tied,
+        dropped_all_tied=list_stats.dropped_all_tied,
+        duplicates_removed=list_stats.duplicates_removed,
+        missing_ratings=missing,
+    )
+    if not built:
+        raise InputError(f"{path}: no prompt has 2 differently scored candidates to rank ({stats.summary()})")
+    lists = [{"prompt": prompts[x.prompt_id], "responses": x.responses, "scores": x.scores} for x in built]
+    return lists, stats
+
+
+def prompt_rows(path: str | Path, format: str | None = None) -> list[dict[str, Any]]:
+    """``{"prompt": ...}`` (with ``id`` where the row has one) for every row of a file of any format,
+    in order: the prompt set of a run taken from a training file (implicit pair prompts included)."""
+    path = Path(path)
+    format = _check_format(format)
+    rows = read_rows(path)
+    columns = {key for row in rows for key in row}
+    if format is None:  # a plain prompt file has none of the columns that tell a format
+        format = detect_format(columns, path) if columns & _RESPONSE_COLUMNS else "prompt"
+    prompts = []
+    for number, row in enumerate(rows, start=1):
+        where = f"{path}: record {number}"
+        if format == "pairs":
+            prompt = _pair_row(row, where)[0]
+        else:
+            prompt = _prompt(row, where, "instruction" if format == "rated" else None)
+        prompts.append({"prompt": prompt, **({"id": row["id"]} if "id" in row else {})})
+    return prompts
+
+
+# ---------------------------------------------------------------- rows of each format
+def _lists_row(row: dict[str, Any], where: str, rating: str = "") -> tuple[Prompt, list[Candidate]]:
+    responses = _string_list(row.get("responses"), where, "responses")
+    scores = row.get("scores")
+    if scores is None:
+        return _ranked_row(row, where)
+    if not isinstance(scores, list) or len(scores) != len(responses):
+        raise InputError(f"{where}: 'scores' must be a list with one number per response")
+    if not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scores):
+        raise InputError(f"{where}: 'scores' must hold numbers")
+    if not all(math.isfinite(s) for s in scores):
+        raise InputError(f"{where}: 'scores' must be finite")
+    return _prompt(row, where), list(zip(responses, map(float, scores), strict=True))
+
+
+def _ranked_row(row: dict[str, Any], where: str, rating: str = "") -> tuple[Prompt, list[Candidate]]:
+    responses = _string_list(row.get("responses"), where, "responses")
+    ranks = [float(len(responses) - 1 - i) for i in range(len(responses))]
+    return _prompt(row, where), list(zip(responses, ranks, strict=True))
+
+
+def _pair_row(row: dict[str, Any], where: str, rating: str = "") -> tuple[Prompt, list[Candidate]]:
+    chosen, rejected = row.get("chosen"), row.get("rejected")
+    if row.get("prompt") is not None:
+        prompt = _prompt(row, where)
+    else:  # implicit prompt: the messages both conversations share, leaving each one reply
+        for name, value in (("chosen", chosen), ("rejected", rejected)):
+            if not isinstance(value, list) or len(value) < 2:
+                raise InputError(
+                    f"{where}: without a 'prompt', '{name}' must be a whole conversation "
+                    "(a list of at least 2 messages)"
+                )
+            _check_messages(value, where, name)
+        shared = 0
+        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+            shared += 1
+        if shared == 0:
+            raise InputError(
+                f"{where}: 'chosen' and 'rejected' share no opening message to take as the prompt"
+            )
+        prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+    return prompt, [(_response(chosen, where, "chosen"), 1.0), (_response(rejected, where, "rejected"), 0.0)]
+
+
+def _rated_row(row: dict[str, Any], where: str, rating: str = "rating") -> tuple[Prompt, list[Candidate]]:
+    completions = row.get("completions")
+    if not isinstance(completions, list) or not all(isinstance(c, dict) for c in completions):
+        raise InputError(f"{where}: 'completions' must be a list of objects")
+    candidates = []
+    for number, completion in enumerate(completions, start=1):
+        here = f"{where}: completion {number}"
+        if "response" not in completion:
+            raise InputError(f"{here}: no 'response' field (fields: {', '.join(completion) or 'none'})")
+        candidates.append(
+            (_response(completion["response"], here, "response"), _rating(completion, rating, here))
+        )
+    return _prompt(row, where, "instruction"), candidates
+
+
+ROW_READERS: dict[str, Callable[..., tuple[Prompt, list[Candidate]]]] = {
+    "lists": _lists_row, "ranked": _ranked_row, "pairs": _pair_row, "rated": _rated_row,
+}  # fmt: skip
+
+
+def _row_records(
+    rows: list[dict[str, Any]], format: str, path: Path, rating: str
+) -> list[tuple[CandidateRecord, Prompt]]:
+    """One record per candidate, the row number as prompt id (each row is its own list)."""
+    records = []
+    for number, row in enumerate(rows, start=1):
+        prompt, candidates = ROW_READERS[format](row, f"{path}: record {number}", rating)
+        pid = str(number)
+        records += [(CandidateRecord(pid, pid, text, score, 0, 1.0), prompt) for text, score in candidates]
+    if format == "rated" and records and all(record.score is None for record, _ in records):
+        raise InputError(f"{path}: no completion has a rating {rating!r}; name the rating field to rank by")
+    return records
+
+
+def _candidate_records(path: Path) -> list[tuple[CandidateRecord, Prompt]]:
+    """Scored candidate records, one prompt text per prompt id."""
+    from larpo.store import read_records
+
+    if path.is_dir():
+        raise InputError(f"{path}: scored candidates are read from a JSONL file, not a datasets folder")
+    records = read_records(path)
+    prompts: dict[str, str] = {}
+    for number, record in enumerate(records, start=1):
+        if prompts.setdefault(record.prompt_id, record.prompt) != record.prompt:
+            raise InputError(f"{path}:{number}: prompt id {record.prompt_id!r} was used for another prompt")
+    if any(record.score is None for record in records):
+        raise InputError(f"{path}: candidates without a score; run `larpo score` first")
+    return [(record, record.prompt) for record in records]
+
+
+# ---------------------------------------------------------------- fields
+def _check_format(format: str | None) -> str | None:
+    if format is not None and format not in FORMATS:
+        raise InputError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+    return format
+
+
+def _prompt(row: dict[str, Any], where: str, alias: str | None = None) -> Prompt:
+    prompt = row.get("prompt", row.get(alias) if alias else None)
+    if isinstance(prompt, list):
+        return _check_messages(prompt, where, "prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError(f"{where}: 'prompt' must be a non-empty string or a list of messages")
+    return prompt
+
+
+def _check_messages(messages: list, where: str, name: str) -> list[dict[str, str]]:
+    if not messages or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in messages
+    ):
+        raise InputError(
+            f"{where}: '{name}' must be a list of {{'role', 'content'}} messages with string content"
+        )
+    return messages
+
+
+def _response(value: Any, where: str, name: str) -> str:
+    """A response's text: a string, or a list holding one assistant message."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        _check_messages(value, where, name)
+        if len(value) == 1 and value[0]["role"] == "assistant":
+            return value[0]["content"]
+    raise InputError(f"{where}: '{name}' must be a string or one assistant message")
+
+
+def _string_list(value: Any, where: str, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: '{name}' must be a list of strings")
+    return value
+
+
+def _rating(completion: dict[str, Any], field: str, where: str) -> float | None:
+    """The completion's rating at the dotted path ``field``; None when it is missing."""
+    value: Any = completion
+    for key in field.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if value in MISSING_RATINGS:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(f"{where}: rating {field!r} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{where}: rating {field!r} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise InputError(f"{where}: rating {field!r} must be finite, got {value!r}")
+    return float(value)
