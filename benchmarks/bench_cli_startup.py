@@ -3,8 +3,9 @@ a config typo, against ``python -c pass`` measured in the same run (the target i
 
 Run: python benchmarks/bench_cli_startup.py [--repeats 7]
 
-Each command runs as a fresh process ``repeats`` times; the median wall time is reported, with its ratio
-to the median of ``python -c pass``. The checks also confirm that these commands never import torch.
+Each command runs as a fresh process ``repeats`` times; the medians of its wall time and of its CPU time
+(user + system, which a busy shared machine inflates less) are reported with their ratios to those of
+``python -c pass``. The last column says whether the command imported torch (it should not).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,14 +38,19 @@ def commands(workdir: Path) -> dict[str, list[str]]:
     }
 
 
-def median_seconds(command: list[str], repeats: int, env: dict[str, str], cwd: Path) -> tuple[float, int]:
-    """Median wall time of ``repeats`` runs and the exit code of the last."""
-    times, code = [], 0
+def median_seconds(
+    command: list[str], repeats: int, env: dict[str, str], cwd: Path
+) -> tuple[float, float, int]:
+    """Median wall and CPU seconds of ``repeats`` runs, and the exit code of the last."""
+    wall, cpu, code = [], [], 0
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         code = subprocess.run(command, env=env, cwd=cwd, capture_output=True).returncode
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), code
+        wall.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(wall), statistics.median(cpu), code
 
 
 def imports_torch(command: list[str], env: dict[str, str], cwd: Path) -> bool:
@@ -64,12 +71,13 @@ def main() -> None:
         workdir = Path(tmp)
         timed = {name: median_seconds(cmd, args.repeats, env, workdir) for name, cmd in commands(workdir).items()}
         torch_loaded = {name: imports_torch(cmd, env, workdir) for name, cmd in commands(workdir).items()}
-    base = timed["python -c pass"][0]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"python {platform.python_version()}; median of {args.repeats} runs")  # fmt: skip
-    print(f"{'command':<26} {'seconds':>8} {'x python':>9} {'exit':>5}  torch imported")
-    for name, (seconds, code) in timed.items():
-        print(f"{name:<26} {seconds:8.3f} {seconds / base:9.1f} {code:5d}  {'yes' if torch_loaded[name] else 'no'}")
+    base_wall, base_cpu, _ = timed["python -c pass"]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}; median of {args.repeats} runs")  # fmt: skip
+    print(f"{'command':<26} {'wall s':>7} {'x python':>9} {'cpu s':>7} {'x python':>9} {'exit':>5}  torch")
+    for name, (wall, cpu, code) in timed.items():
+        print(f"{name:<26} {wall:7.3f} {wall / base_wall:9.1f} {cpu:7.3f} {cpu / base_cpu:9.1f} {code:5d}  "
+              f"{'yes' if torch_loaded[name] else 'no'}")
 
 
 if __name__ == "__main__":

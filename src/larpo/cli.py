@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from larpo.errors import InputError, StderrHandler, one_line, user_message
 
@@ -76,6 +74,9 @@ def demo(
 @app.command()
 def objectives() -> None:
     """List the registered objectives and their options."""
+    from rich.console import Console
+    from rich.table import Table
+
     from larpo.losses import OBJECTIVES
 
     table = Table("name", "kind", "reference", "options", "summary")
@@ -279,6 +280,9 @@ def evaluate(
         model, prompts, reward, output, settings, batch_size=batch_size, dtype=dtype,
         baseline_model=baseline_model, alpaca_eval=alpaca_eval,
     )  # fmt: skip
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("metric", "value")
     table.add_row("greedy accuracy", f"{result['greedy_accuracy']:.4f}")
     table.add_row("mean reward (greedy)", f"{result['mean_reward']:.4f}")

@@ -74,7 +74,7 @@ def register_objective(
     and return its entry."""
     if name in OBJECTIVES:
         raise ValueError(f"objective {name!r} is already registered")
-    if _parameters(fn)[: len(_POSITIONAL)] != _POSITIONAL:
+    if callable(fn) and _parameters(fn)[: len(_POSITIONAL)] != _POSITIONAL:  # a path is read on first use
         raise TypeError(f"objective {name!r} must start with the arguments {', '.join(_POSITIONAL)}")
     entry = Objective(name=name, target=fn, kind=kind, reference_free=reference_free, summary=summary)
     OBJECTIVES[name] = entry

@@ -203,8 +203,8 @@ class RunConfig:
         )
 
     def training_arguments(self, iteration: int) -> dict[str, Any]:
-        """The ``transformers.TrainingArguments`` settings of iteration ``iteration``'s train stage, shared
-        by every trainer a run can use (larpo's listwise trainer, or another one a benchmark swaps in)."""
+        """The ``transformers.TrainingArguments`` settings (and ``max_length``) of iteration ``iteration``'s
+        train stage, shared by every trainer a run can use (larpo's, or one a benchmark swaps in)."""
         from larpo.model_io import resolve_dtype  # imports torch
 
         low_precision = str(resolve_dtype(self.dtype)).removeprefix("torch.")
