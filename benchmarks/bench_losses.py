@@ -20,11 +20,13 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchutil import write_markdown  # noqa: E402
-from larpo.config import ListwiseConfig  # noqa: E402
 from larpo.data import tokenize_list  # noqa: E402
 from larpo.losses import OBJECTIVES  # noqa: E402
 from larpo.tiny import char_tokenizer, tiny_llama  # noqa: E402
-from larpo.trainer import ListwiseTrainer  # noqa: E402
+from larpo.trainer import (
+    ListwiseConfig,  # noqa: E402
+    ListwiseTrainer,  # noqa: E402
+)
 
 SIZES = (2, 4, 8, 16)
 

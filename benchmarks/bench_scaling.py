@@ -34,10 +34,9 @@ LENGTHS = (16, 64, 256)
 def build(spec: dict):
     """A ListwiseTrainer at one (m, R) with reference log-probs precomputed, and its first batch."""
     from benchutil import DIGITS, bench_llama
-    from larpo.config import ListwiseConfig
     from larpo.data import tokenize_list
     from larpo.tiny import char_tokenizer
-    from larpo.trainer import ListwiseTrainer
+    from larpo.trainer import ListwiseConfig, ListwiseTrainer
 
     tokenizer = char_tokenizer(DIGITS)
     m, length, prompt = spec["m"], spec["response"], spec["prompt"]

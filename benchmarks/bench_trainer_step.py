@@ -16,9 +16,8 @@ import time
 import torch
 from transformers import TrainerCallback
 
-from larpo.config import ListwiseConfig
 from larpo.tiny import tiny_llama
-from larpo.trainer import ListwiseTrainer
+from larpo.trainer import ListwiseConfig, ListwiseTrainer
 
 
 class _StepTimer(TrainerCallback):

@@ -151,9 +151,8 @@ def run_arm(spec: dict) -> dict:
     rss_start = rss_bytes()
     larpo_arm = spec["arm"] in LARPO_VARIANTS.values()
     if larpo_arm:
-        from larpo.config import ListwiseConfig
         from larpo.data import tokenize_list
-        from larpo.trainer import ListwiseTrainer
+        from larpo.trainer import ListwiseConfig, ListwiseTrainer
 
         examples = [tokenize_list(tokenizer, p, [c, r]) for p, c, r in data]
         args = ListwiseConfig(objective="pairwise", shared_prefix=spec["arm"] == "larpo", **common)

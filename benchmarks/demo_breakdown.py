@@ -16,8 +16,8 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from larpo.demo import DemoSettings
 from larpo.tasks import arithmetic
+from larpo.tasks.arithmetic.demo import DemoSettings
 
 OPERATORS = {"+": "add", "-": "sub", "*": "mul"}
 

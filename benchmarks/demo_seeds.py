@@ -23,10 +23,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from larpo.demo import DemoSettings, run_demo
-from larpo.loop import LarpoRun
-from larpo.plots import plot_iteration_curves
+from larpo.evaluation.plots import plot_iteration_curves
+from larpo.run import run as run_larpo
 from larpo.tasks import arithmetic
+from larpo.tasks.arithmetic.demo import DemoSettings, run_demo
 from studyutil import accuracy_by_iteration, continued_sft, is_finished, rft_control, run_seconds, train_steps
 
 
@@ -70,7 +70,7 @@ def main() -> None:
         for name, config in arms(settings, output, arithmetic.answer_budget(train + heldout)).items():
             run_dir = Path(config.output_dir)
             if name in args.arms:
-                LarpoRun(config, console).execute()
+                run_larpo(config, console=console)
             if is_finished(run_dir, settings.iterations):  # else: not run
                 add(results, name, seed, run_dir, settings.iterations)
         if "sft" in args.arms:

@@ -32,10 +32,10 @@ import matplotlib.ticker
 from rich.console import Console
 
 from benchutil import save_figure
-from larpo.demo import REWARDS, DemoSettings, prepare_start
-from larpo.loop import LarpoRun
-from larpo.run_config import RunConfig
-from larpo.store import atomic_write_json
+from larpo.io import atomic_write_json
+from larpo.run import RunContext, execute
+from larpo.run.config import RunConfig
+from larpo.tasks.arithmetic.demo import REWARDS, DemoSettings, prepare_start
 from studyutil import continued_sft, evaluations, is_finished, rft_control, run_seconds, train_steps
 
 # Study settings: the demo's (DemoSettings) but smaller, so that one arm fits in a few CPU minutes, and
@@ -119,10 +119,10 @@ def run_arm(config: RunConfig, seed_dir: Path, console: Console) -> None:
             run_dir.symlink_to(os.path.relpath(twin, run_dir.parent), target_is_directory=True)
             console.print(f"{run_dir}: same settings as the finished {twin}; linked")
             return
-    run = LarpoRun(config, console)
-    copy_initial_eval(run, seed_dir)
+    context = RunContext.open(config, console)
+    copy_initial_eval(context, seed_dir)
     console.print(f"[bold]{run_dir}[/bold]")
-    run.execute()
+    execute(context)
 
 
 # What the SFT start's held-out evaluation depends on (the loop evaluates it with these alone).
@@ -132,7 +132,7 @@ INITIAL_EVAL_KEYS = (
 )  # fmt: skip
 
 
-def copy_initial_eval(run: LarpoRun, seed_dir: Path) -> None:
+def copy_initial_eval(run: RunContext, seed_dir: Path) -> None:
     """Give a new run the SFT start's evaluation of an earlier run with the same evaluation settings
     (the loop then reads it instead of sampling the held-out set again)."""
     target = run.run_dir / "eval" / "initial.json"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from larpo.demo import REWARDS, DemoSettings
-from larpo.run_config import RunConfig
+from larpo.run.config import RunConfig
 from larpo.tasks import arithmetic
+from larpo.tasks.arithmetic.demo import REWARDS, DemoSettings
 
 
 def rft_control(base: RunConfig, output_dir: Path) -> RunConfig:

@@ -5,7 +5,7 @@ Writes <docs>/trl_iterative.md, .json and .png. ``--quick`` is a smoke run with 
 output folder, larpo's dpo2 arm run beside it, the report in <output>/report).
 
 The ``trl_dpo2`` arm is ``demo_seeds.py``'s ``dpo2`` config (pairwise, 2 samples per prompt, k/2 times the
-prompts) run by a LarpoRun whose ``train`` stage alone is replaced: TRL's DPOTrainer on (first, last)
+prompts) run by ``larpo.run.run`` with its ``train`` stage alone replaced: TRL's DPOTrainer on (first, last)
 response of each list, loss sigmoid + nll_weight * sft (larpo's RPO term), reference = the SFT start.
 Sampling, scoring, list building, evaluation and resumption are larpo's, so only the trainer differs.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ from transformers.trainer_callback import PrinterCallback
 from benchutil import machine_info, save_figure, write_markdown
 from demo_seeds import arms
 from larpo.data import tokenize_list
-from larpo.demo import DemoSettings, prepare_start
-from larpo.loop import LarpoRun, _with_warmup, hash_seed
-from larpo.manifest import ADDED_SETTINGS
-from larpo.model_io import resolve_dtype
-from larpo.store import atomic_write_json
+from larpo.run import RunContext, run
+from larpo.run.lists import preference_pairs
+from larpo.run.manifest import ADDED_SETTINGS
+from larpo.run.train import load_trainable, read_lists
 from larpo.tasks import arithmetic
+from larpo.tasks.arithmetic.demo import DemoSettings, prepare_start
 from studyutil import accuracy_by_iteration, is_finished, run_seconds
 
 RUNS = {"trl_dpo2": "run_trl_dpo2", "dpo2": "run_dpo2", "default": "run", "rft": "run_rft"}
@@ -40,107 +39,70 @@ QUICK = dict(iterations=2, prompts_per_iteration=100, train_prompts=2000, heldou
              eval_samples=4)  # fmt: skip
 
 
-def preference_pairs(lists: list[dict]) -> list[dict]:
-    """One DPO pair per list of at least 2 responses (best first): its first and last response, with their
-    reference log-probs (``None`` when the list has none)."""
-    pairs = []
-    for item in lists:
-        responses, reference = item["responses"], item.get("reference_logps")
-        if len(responses) >= 2:
-            pairs.append({"prompt": item["prompt"], "chosen": responses[0], "rejected": responses[-1],
-                          "reference": [reference[0], reference[-1]] if reference else None})  # fmt: skip
-    return pairs
-
-
-class TRLDPORun(LarpoRun):
-    """A LarpoRun whose train stage is TRL's DPOTrainer; every other stage is larpo's."""
-
-    def __init__(self, config, console: Console | None = None) -> None:
-        super().__init__(config, console)
-        if self.lora or self.state.num_processes > 1:
-            raise ValueError("the TRL arm trains all weights, in one process")
-
-    def train(self, s: int) -> dict[str, Any]:
-        """As LarpoRun.train (load iteration s-1, save ``iter_<s>/model`` via a staging dir, stats last)."""
-        config = self.config
-        out = self.run_dir / f"iter_{s}"
-        model_dir, stats_path, staging = out / "model", out / "train_stats.json", out / "model.tmp"
-        if model_dir.exists() and stats_path.exists():
-            return json.loads(stats_path.read_text(encoding="utf-8"))
-        shutil.rmtree(staging, ignore_errors=True)
-        lists = [json.loads(line) for line in (out / "lists.jsonl").read_text(encoding="utf-8").splitlines()]
-        pairs = preference_pairs(lists)
-        self._policy_cache.clear()
-        low_precision = resolve_dtype(config.dtype)
-        mixed = config.mixed_precision and low_precision != torch.float32
-        model, tokenizer = self.load(
-            self.model_path(s - 1), trainable=True, dtype="float32" if mixed else None
-        )
-        stats: dict[str, Any] = {"lists": len(lists), "pairs": len(pairs), "steps": 0, "loss": None,
-                                 "ranking_accuracy": None}  # fmt: skip
-        if pairs:
-            stats.update(self._dpo(model, tokenizer, pairs, s, low_precision))
-        model.to(low_precision).save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        shutil.rmtree(out / "trainer", ignore_errors=True)
-        atomic_write_json(stats_path, stats)
-        staging.rename(model_dir)
+def trl_train(ctx: RunContext, s: int) -> dict[str, Any]:
+    """The train stage with TRL's DPOTrainer: the policy of iteration s-1 trained on the (first, last) pair of
+    each of iteration ``s``'s lists, saved as ``iter_<s>/model`` (larpo's checkpoint saving and stats)."""
+    if ctx.lora or ctx.state.num_processes > 1:
+        raise ValueError("the TRL arm trains all weights, in one process")
+    if (stats := ctx.finished_checkpoint(s)) is not None:
         return stats
+    lists = read_lists(ctx, s)
+    pairs = preference_pairs(lists)
+    model, tokenizer = load_trainable(ctx, s)
+    stats = {"lists": len(lists), "pairs": len(pairs), "steps": 0, "loss": None, "ranking_accuracy": None}
+    if pairs:
+        stats.update(dpo(ctx, s, model, tokenizer, pairs))
+    ctx.save_checkpoint(s, model, tokenizer, stats)
+    return stats
 
-    def _dpo(self, model, tokenizer, pairs: list[dict], s: int, low_precision: torch.dtype) -> dict[str, Any]:
-        """Train ``model`` in place with DPOTrainer on ``pairs``; its stats, checks included."""
-        from datasets import Dataset  # the bench extra: imported here so the pure helpers need neither
-        from trl import DPOConfig, DPOTrainer
 
-        config = self.config
-        reference_path = config.model if config.reference == "initial" else self.model_path(s - 1)
-        losses = [("sigmoid", 1.0)] + ([("sft", config.nll_weight)] if config.nll_weight else [])
-        args = DPOConfig(
-            output_dir=str(self.run_dir / f"iter_{s}" / "trainer"),
-            loss_type=[name for name, _ in losses], loss_weights=[weight for _, weight in losses],
-            beta=config.beta, learning_rate=config.learning_rate, num_train_epochs=config.epochs,
-            per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            lr_scheduler_type=_with_warmup(config.lr_scheduler_type, config.warmup_ratio),
-            warmup_steps=config.warmup_ratio, seed=hash_seed(config.seed, "train", s) % (2**31),
-            max_length=config.max_length, precompute_ref_log_probs=True, padding_free=False,
-            bf16=low_precision == torch.bfloat16, fp16=low_precision == torch.float16,
-            gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), logging_steps=1,
-            save_strategy="no", report_to="none", disable_tqdm=not self.console.is_terminal,
-            dataloader_pin_memory=False,
-        )  # fmt: skip
-        dataset = Dataset.from_dict(
-            {key: [p[key] for p in pairs] for key in ("prompt", "chosen", "rejected")}
-        )
-        reference = self.load(reference_path)[0]
-        trainer = DPOTrainer(
-            model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer
-        )
-        trainer.remove_callback(PrinterCallback)
-        rows = trainer.train_dataset
-        check_tokenization(tokenizer, pairs, rows)
-        first = rows[0]
-        self.console.print(f"iter {s}: pair 0 token ids, TRL = larpo: prompt {first['prompt_ids']} chosen "
-                           f"{first['chosen_ids']} rejected {first['rejected_ids']}", highlight=False)  # fmt: skip
-        trl_reference = zip(rows["ref_chosen_logps"], rows["ref_rejected_logps"], strict=True)
-        difference = max(
-            (abs(a - b) for p, ref in zip(pairs, trl_reference, strict=True) if p["reference"]
-             for a, b in zip(p["reference"], ref, strict=True)), default=None,
-        )  # fmt: skip
-        trainer.train()
-        logs = [h for h in trainer.state.log_history if "loss" in h]
+def dpo(ctx: RunContext, s: int, model, tokenizer, pairs: list[dict]) -> dict[str, Any]:
+    """Train ``model`` in place with DPOTrainer on ``pairs``; its stats, checks included."""
+    from datasets import Dataset  # the bench extra: imported here so the pure helpers need neither
+    from trl import DPOConfig, DPOTrainer
 
-        def mean(key: str) -> float:
-            return sum(h[key] for h in logs) / len(logs)
+    config = ctx.config
+    reference_path = config.model if config.reference == "initial" else ctx.model_path(s - 1)
+    losses = [("sigmoid", 1.0)] + ([("sft", config.nll_weight)] if config.nll_weight else [])
+    args = DPOConfig(
+        output_dir=str(ctx.iteration_dir(s) / "trainer"),
+        loss_type=[name for name, _ in losses], loss_weights=[weight for _, weight in losses],
+        beta=config.beta, precompute_ref_log_probs=True, padding_free=False, gradient_checkpointing=False,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=not ctx.console.is_terminal,
+        **config.training_arguments(s),
+    )  # fmt: skip
+    dataset = Dataset.from_dict(
+        {key: [p[key] for p in pairs] for key in ("prompt", "chosen", "rejected")}
+    )
+    reference = ctx.load(reference_path)[0]
+    trainer = DPOTrainer(
+        model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer
+    )
+    trainer.remove_callback(PrinterCallback)
+    rows = trainer.train_dataset
+    check_tokenization(tokenizer, pairs, rows)
+    first = rows[0]
+    ctx.console.print(f"iter {s}: pair 0 token ids, TRL = larpo: prompt {first['prompt_ids']} chosen "
+                      f"{first['chosen_ids']} rejected {first['rejected_ids']}", highlight=False)  # fmt: skip
+    trl_reference = zip(rows["ref_chosen_logps"], rows["ref_rejected_logps"], strict=True)
+    difference = max(
+        (abs(a - b) for p, ref in zip(pairs, trl_reference, strict=True) if p["reference"]
+         for a, b in zip(p["reference"], ref, strict=True)), default=None,
+    )  # fmt: skip
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
 
-        return {
-            "steps": trainer.state.global_step,
-            "loss": mean("loss"),
-            "ranking_accuracy": mean("rewards/accuracies"),
-            "margin": mean("rewards/margins"),
-            "final_loss": logs[-1]["loss"],
-            "reference_max_abs_diff": difference,  # TRL's reference log-probs vs the lists' (larpo's)
-        }
+    def mean(key: str) -> float:
+        return sum(h[key] for h in logs) / len(logs)
+
+    return {
+        "steps": trainer.state.global_step,
+        "loss": mean("loss"),
+        "ranking_accuracy": mean("rewards/accuracies"),
+        "margin": mean("rewards/margins"),
+        "final_loss": logs[-1]["loss"],
+        "reference_max_abs_diff": difference,  # TRL's reference log-probs vs the lists' (larpo's)
+    }
 
 
 def check_tokenization(tokenizer, pairs: list[dict], rows) -> None:
@@ -181,9 +143,9 @@ def run_seed(seed: int, output: Path, quick: bool, console: Console) -> list[str
     )
     dpo2 = arms(settings, output, arithmetic.answer_budget(train + heldout))["dpo2"]
     if quick:
-        LarpoRun(dpo2, console).execute()
+        run(dpo2, console=console)
     trl_config = dataclasses.replace(dpo2, output_dir=str(output / RUNS["trl_dpo2"]))
-    TRLDPORun(trl_config, console).execute()
+    run(trl_config, stages={"train": trl_train}, console=console)
     manifest = Path(dpo2.output_dir) / "manifest.json"
     if not manifest.exists():
         return []

@@ -29,11 +29,12 @@ import traceback
 def _preload() -> None:
     import typer  # noqa: F401
 
-    import larpo.evaluation  # noqa: F401
-    import larpo.loop  # noqa: F401
+    import larpo.evaluation.held_out  # noqa: F401
+    import larpo.evaluation.report  # noqa: F401
     import larpo.model_io  # noqa: F401
-    import larpo.report  # noqa: F401
     import larpo.rewards  # noqa: F401
+    import larpo.run.runner  # noqa: F401
+    import larpo.trainer.inputs  # noqa: F401
 
     sys.modules.pop("larpo.cli", None)  # run_module executes it afresh, as `python -m` does
 

@@ -28,7 +28,7 @@ def workspace(tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(workspace, tmp_path_factory):
     """The result files of an uninterrupted `larpo run` that crash tests compare a resumed run with."""
-    from tests.test_resume import larpo_run, snapshot
+    from tests.helpers import larpo_run, snapshot
 
     run_dir = tmp_path_factory.mktemp("baseline") / "run"
     result = larpo_run(workspace, run_dir)

@@ -1,6 +1,17 @@
-"""Tiny offline models and candidate lists shared by the tests."""
+"""Shared by the tests: tiny offline models and candidate lists, the settings of a small `larpo run`, and
+ways to run the command line (in-process, or as a subprocess that can be killed at a fault point)."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from larpo.cli import main
 from larpo.data import tokenize_list
+from larpo.run import run as run_larpo
+from larpo.run.config import load_run_config
+from larpo.store import read_records
 from larpo.tiny import char_tokenizer, tiny_llama
 
 ALPHABET = "0123456789+-*= abcdefghijklmnopqrstuvwxyz"
@@ -22,3 +33,93 @@ def arithmetic_lists(tokenizer, n_prompts: int = 6, size: int = 4):
         scores = [-float(offset) for offset in range(size)]
         examples.append(tokenize_list(tokenizer, f"{a}+{b}=", answers, scores))
     return examples
+
+
+# ------------------------------------------------------------------ a small `larpo run`
+REWARD = str(Path(__file__).with_name("rewards_for_tests.py")) + ":digit_overlap"
+PROMPTS = 8
+K = 4
+
+
+def settings(workspace, run_dir, *overrides):
+    return [
+        f"model={workspace / 'model'}",
+        f"prompts={workspace / 'prompts.jsonl'}",
+        f"reward={REWARD}",
+        f"output_dir={run_dir}",
+        "iterations=2",
+        f"num_candidates={K}",
+        "max_new_tokens=4",
+        "learning_rate=1e-3",
+        "batch_size=4",
+        "generation_batch_size=3",
+        *overrides,
+    ]
+
+
+def run(workspace, run_dir, *overrides):
+    run_larpo(load_run_config(None, settings(workspace, run_dir, *overrides)))
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def read_lists(run_dir, s):
+    return [json.loads(line) for line in (run_dir / f"iter_{s}" / "lists.jsonl").read_text().splitlines()]
+
+
+def check_store(run_dir, manifest, iterations=2):
+    """Every iteration's file holds that iteration's scored policy samples, as the manifest counts them."""
+    for s in range(iterations):
+        records = read_records(run_dir / "candidates" / f"iter_{s}.jsonl")
+        generated = manifest["completed"][str(s)]["generate"]
+        assert len(records) == generated["candidates"]
+        assert generated["candidates"] + generated["duplicates"] == PROMPTS * K
+        assert {r.iteration for r in records} == {s}
+        assert all(r.score is not None and r.source == "policy" and r.temperature == 1.0 for r in records)
+        pairs = [(r.prompt_id, r.response) for r in records]
+        assert len(pairs) == len(set(pairs))  # exact duplicates removed per prompt
+        assert {r.prompt_id for r in records} == {f"q{i}" for i in range(PROMPTS)}
+        assert not (run_dir / "candidates" / f"iter_{s}.parts").exists()
+
+
+# ------------------------------------------------------------------ the command line
+def run_cli(monkeypatch, capsys, *args):
+    """Run `larpo ARGS` in-process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["larpo", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_args(workspace, run_dir, *overrides):
+    args = ["run"]
+    for item in settings(workspace, run_dir, "iterations=1", *overrides):
+        args += ["--set", item]
+    return args
+
+
+STAGE_FILES = ("manifest.json", "candidates/iter_0.jsonl", "candidates/iter_1.jsonl", "iter_0/lists.jsonl",
+               "iter_1/lists.jsonl", "iter_1/model/model.safetensors")  # fmt: skip
+
+
+def larpo_run(workspace, run_dir, kill_at=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("LARPO_KILL_AT", None)
+    if kill_at:
+        env["LARPO_KILL_AT"] = kill_at
+    args = [sys.executable, "-m", "larpo.cli", "run"]
+    for item in settings(workspace, run_dir):
+        args += ["--set", item]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+
+def snapshot(run_dir):
+    """The run's results; the manifest without its output_dir, which differs between the two runs."""
+    files = {name: (run_dir / name).read_bytes() for name in STAGE_FILES}
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["config"].pop("output_dir") == str(run_dir)
+    files["manifest.json"] = manifest
+    return files

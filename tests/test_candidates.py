@@ -5,8 +5,8 @@ import itertools
 import pytest
 
 from larpo.candidates import (
+    CandidateList,
     ListSettings,
-    RankedList,
     build_lists,
     char_ngrams,
     jaccard,
@@ -41,7 +41,7 @@ def rec(
     )
 
 
-def responses(lists: list[RankedList]) -> list[list[str]]:
+def responses(lists: list[CandidateList]) -> list[list[str]]:
     return [ranked.responses for ranked in lists]
 
 
@@ -62,7 +62,7 @@ THREE_ITERATIONS = [
 def test_memorization_current_uses_only_iteration_s():
     lists, stats = build_lists(THREE_ITERATIONS, 2, ListSettings(memorization="current"))
     assert lists == [
-        RankedList(
+        CandidateList(
             prompt_id="p",
             prompt="prompt p",
             responses=["a2", "b2"],

@@ -1,29 +1,16 @@
 import json
-import sys
 
 import pytest
 import torch
 
-from larpo.cli import main
 from larpo.data import ListCollator, tokenize_list
+from larpo.evaluation.metrics import implicit_rewards, ranking_stats
 from larpo.jsonl import read_ranked_lists
 from larpo.logprobs import list_logps
-from larpo.metrics import implicit_rewards, ranking_stats
 from larpo.model_io import load_policy
+from tests.helpers import run_cli
 
 EXAMPLE_LISTS = "examples/data/arithmetic_lists.jsonl"
-
-
-def run_cli(monkeypatch, capsys, *args):
-    """Run `larpo ARGS` in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["larpo", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +146,27 @@ def test_demo_rejects_bad_choices_before_writing(monkeypatch, capsys, tmp_path, 
     code, _, err = run_cli(monkeypatch, capsys, "demo", "--output", tmp_path / "demo", *args)
     assert code == 2 and message in err
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (["--version"], 0, "larpo 0.1.0"),
+        (["--help"], 0, "Usage: larpo"),
+        (["objectives"], 0, "lambdarank"),
+        (["run", "--set", "lerning_rate=1e-6"], 2, "unknown key 'lerning_rate' (did you mean 'learning_rate'?)"),
+        (["run", *(f"--set={key}=x" for key in ("model", "prompts", "reward", "output_dir")), "--set", "objective=dpo"], 2, "'objective' must be one of contrastive, ipo, lambdarank"),
+    ],
+)
+def test_answers_that_need_no_model_never_import_torch(args, code, expected):
+    """The command line parses and checks before importing torch or transformers (so it answers fast)."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom larpo.cli import main\nsys.argv = ['larpo', *sys.argv[1:]]\ntry:\n    main()\n"
+              "finally:\n    print('heavy:', sorted(m for m in ('torch', 'transformers') if m in sys.modules), "
+              "file=sys.stderr)\n")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == code, result.stderr
+    assert expected in result.stdout + result.stderr
+    assert "heavy: []" in result.stderr

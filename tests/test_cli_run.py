@@ -6,18 +6,10 @@ from pathlib import Path
 import pytest
 
 from larpo.store import read_records
+from tests.helpers import run_args, run_cli
 from tests.rewards_for_tests import digit_overlap
-from tests.test_cli import run_cli
-from tests.test_loop import settings
 
 HERE = Path(__file__).parent
-
-
-def run_args(workspace, run_dir, *overrides):
-    args = ["run"]
-    for item in settings(workspace, run_dir, "iterations=1", *overrides):
-        args += ["--set", item]
-    return args
 
 
 def test_run_prints_a_summary_per_iteration(monkeypatch, capsys, workspace, tmp_path):

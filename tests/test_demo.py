@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 
-from larpo.demo import DemoSettings, run_demo
 from larpo.losses import OBJECTIVES
 from larpo.tasks.arithmetic import answer, demonstrations, flawed_answer
+from larpo.tasks.arithmetic.demo import DemoSettings, run_demo
 
 SHORT = DemoSettings(
     seed=0,

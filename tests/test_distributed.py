@@ -95,7 +95,7 @@ def test_larpo_train_under_accelerate_launch(tmp_path):
 
 
 def test_train_refuses_processes_that_would_each_train_alone(monkeypatch, capsys, tmp_path):
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     monkeypatch.setenv("WORLD_SIZE", "2")  # as set by a launcher; this process trains without a group
     code, _, err = run_cli(monkeypatch, capsys, "train", "--model", tmp_path / "model", "--data",
@@ -110,8 +110,7 @@ def test_train_refuses_processes_that_would_each_train_alone(monkeypatch, capsys
      ("ACCELERATE_USE_DEEPSPEED", "larpo run trains with DDP only, not DeepSpeed")],
 )  # fmt: skip
 def test_run_refuses_launches_it_cannot_use(workspace, monkeypatch, capsys, tmp_path, variable, message):
-    from tests.test_cli import run_cli
-    from tests.test_loop import settings
+    from tests.helpers import run_cli, settings
 
     monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)  # with it, WORLD_SIZE=2 would wait for a group
     monkeypatch.setenv(variable, "2" if variable == "WORLD_SIZE" else "true")
@@ -125,19 +124,19 @@ def test_vllm_generation_is_not_sharded_across_processes(workspace, monkeypatch,
     from types import SimpleNamespace
 
     from larpo.errors import InputError
-    from larpo.loop import LarpoRun
-    from larpo.run_config import load_run_config
-    from tests.test_loop import settings
+    from larpo.run import RunContext
+    from larpo.run.config import load_run_config
+    from tests.helpers import settings
 
     state = SimpleNamespace(num_processes=2, is_main_process=True)  # the main one of 2 processes
-    monkeypatch.setattr("larpo.loop.process_state", lambda: state)
+    monkeypatch.setattr("larpo.run.context.process_state", lambda: state)
     with pytest.raises(InputError, match="generator 'vllm' runs in one process .*without accelerate launch"):
-        LarpoRun(load_run_config(None, settings(workspace, tmp_path / "run", "generator=vllm")))
+        RunContext.open(load_run_config(None, settings(workspace, tmp_path / "run", "generator=vllm")))
 
 
 def larpo_run(workspace, run_dir, processes, batch_size):
     """`larpo run` for one iteration with held-out evaluation, as one process or under accelerate launch."""
-    from tests.test_loop import settings
+    from tests.helpers import settings
 
     overrides = settings(workspace, run_dir, "iterations=1", f"batch_size={batch_size}", "drop_all_tied=false",
                          f"eval_prompts={workspace / 'prompts.jsonl'}", "eval_samples=2", "eval_ks=[1, 2]")  # fmt: skip
@@ -151,8 +150,8 @@ def test_larpo_run_in_two_processes_matches_one_process(workspace, tmp_path):
     process with the same global batch (2 processes x 2 lists = 1 x 4)."""
     from safetensors.torch import load_file
 
-    from larpo.manifest import STAGES
-    from tests.test_loop import PROMPTS, check_store
+    from larpo.run.runner import STAGE_NAMES as STAGES
+    from tests.helpers import PROMPTS, check_store
 
     runs = {processes: tmp_path / f"run{processes}" for processes in (1, 2)}
     outputs = {n: larpo_run(workspace, run_dir, n, batch_size=4 // n).stdout for n, run_dir in runs.items()}
@@ -185,24 +184,24 @@ def test_each_process_samples_its_own_chunks_and_the_main_one_merges(workspace, 
     the others, keeps rank 1's part and merges them into the store that one process writes."""
     from types import SimpleNamespace
 
-    from larpo.loop import LarpoRun
-    from larpo.run_config import load_run_config
-    from tests.test_loop import settings
+    from larpo.run import RunContext, generate
+    from larpo.run.config import load_run_config
+    from tests.helpers import settings
 
     def runner(run_dir):
-        return LarpoRun(load_run_config(None, settings(workspace, run_dir, "iterations=1")))
+        return RunContext.open(load_run_config(None, settings(workspace, run_dir, "iterations=1")))
 
-    single = runner(tmp_path / "single").generate(0)
+    single = generate.stage(runner(tmp_path / "single"), 0)
     state = SimpleNamespace(num_processes=2, process_index=1, is_main_process=False,
                             wait_for_everyone=lambda: None)  # fmt: skip
-    monkeypatch.setattr("larpo.loop.process_state", lambda: state)
+    monkeypatch.setattr("larpo.run.context.process_state", lambda: state)
     other, main = runner(tmp_path / "sharded"), runner(tmp_path / "sharded")  # both check before any write
-    assert other.generate(0) == {}
+    assert generate.stage(other, 0) == {}
     files = [p.relative_to(tmp_path) for p in tmp_path.joinpath("sharded").rglob("*") if p.is_file()]
     assert files == [Path("sharded/candidates/iter_0.parts/000001.jsonl")]  # 8 prompts in chunks of 3
     part = (tmp_path / files[0]).read_bytes()
     state.process_index, state.is_main_process = 0, True
-    assert main.generate(0) == single
+    assert generate.stage(main, 0) == single
     assert not (tmp_path / "sharded" / "candidates" / "iter_0.parts").exists()
     store = (tmp_path / "sharded" / "candidates" / "iter_0.jsonl").read_bytes()
     assert store == (tmp_path / "single" / "candidates" / "iter_0.jsonl").read_bytes()

@@ -2,9 +2,8 @@ import json
 
 from PIL import Image
 
+from tests.helpers import run_args, run_cli
 from tests.rewards_for_tests import digit_overlap
-from tests.test_cli import run_cli
-from tests.test_cli_run import run_args
 
 REWARD_FILE = "tests/rewards_for_tests.py:digit_overlap"
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from larpo.run_config import load_run_config
+from larpo.run.config import load_run_config
 
 CONFIGS = sorted(Path("examples/configs").glob("*.yaml"))
 EXPECTED = {

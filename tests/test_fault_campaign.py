@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from larpo.store import read_records
-from tests.test_resume import STAGE_FILES, larpo_run, snapshot
+from tests.helpers import STAGE_FILES, larpo_run, snapshot
 
 POINTS = ["generate.chunk", "generate.merge", "score.chunk", "score.merge", "lists.write", "lists.reference",
           "train.step", "train.saving", "train.saved", "write.partial"]  # fmt: skip

@@ -1,58 +1,15 @@
 """End-to-end runs of the iterative loop on a tiny random model with a rule-based reward."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
-from larpo.loop import LarpoRun
 from larpo.losses import OBJECTIVES
-from larpo.run_config import load_run_config
+from larpo.run.config import load_run_config
 from larpo.store import read_records
-
-REWARD = str(Path(__file__).with_name("rewards_for_tests.py")) + ":digit_overlap"
-PROMPTS = 8
-K = 4
-
-
-def settings(workspace, run_dir, *overrides):
-    return [
-        f"model={workspace / 'model'}",
-        f"prompts={workspace / 'prompts.jsonl'}",
-        f"reward={REWARD}",
-        f"output_dir={run_dir}",
-        "iterations=2",
-        f"num_candidates={K}",
-        "max_new_tokens=4",
-        "learning_rate=1e-3",
-        "batch_size=4",
-        "generation_batch_size=3",
-        *overrides,
-    ]
-
-
-def run(workspace, run_dir, *overrides):
-    LarpoRun(load_run_config(None, settings(workspace, run_dir, *overrides))).execute()
-    return json.loads((run_dir / "manifest.json").read_text())
-
-
-def read_lists(run_dir, s):
-    return [json.loads(line) for line in (run_dir / f"iter_{s}" / "lists.jsonl").read_text().splitlines()]
-
-
-def check_store(run_dir, manifest, iterations=2):
-    """Every iteration's file holds that iteration's scored policy samples, as the manifest counts them."""
-    for s in range(iterations):
-        records = read_records(run_dir / "candidates" / f"iter_{s}.jsonl")
-        generated = manifest["completed"][str(s)]["generate"]
-        assert len(records) == generated["candidates"]
-        assert generated["candidates"] + generated["duplicates"] == PROMPTS * K
-        assert {r.iteration for r in records} == {s}
-        assert all(r.score is not None and r.source == "policy" and r.temperature == 1.0 for r in records)
-        pairs = [(r.prompt_id, r.response) for r in records]
-        assert len(pairs) == len(set(pairs))  # exact duplicates removed per prompt
-        assert {r.prompt_id for r in records} == {f"q{i}" for i in range(PROMPTS)}
-        assert not (run_dir / "candidates" / f"iter_{s}.parts").exists()
+from tests.helpers import K, check_store, read_lists, run, settings
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
@@ -69,7 +26,7 @@ def test_two_iterations_with_each_objective(workspace, tmp_path, objective):
         lists = read_lists(run_dir, s)
         assert len(lists) == stages["lists"]["lists_built"] > 0
         assert stages["train"]["steps"] == -(-len(lists) // 4)
-        assert stages["train"]["loss"] is not None and stages["train"]["loss"] == stages["train"]["loss"]
+        assert math.isfinite(stages["train"]["loss"])
         for item in lists:
             assert item["iterations"] == [s] * len(item["responses"])  # memorization "current"
             assert item["scores"] == sorted(item["scores"], reverse=True)
@@ -199,6 +156,27 @@ def test_cheaper_evaluations_between_the_first_and_the_last(workspace, tmp_path)
     [("constant", 0.1, "constant_with_warmup"), ("constant", 0.0, "constant"), ("linear", 0.1, "linear")],
 )
 def test_a_warmup_turns_the_constant_schedule_into_constant_with_warmup(scheduler, warmup, expected):
-    from larpo.loop import _with_warmup
+    config = load_run_config(None, [*settings(Path("w"), Path("r")), f"lr_scheduler_type={scheduler}", f"warmup_ratio={warmup}"])
+    arguments = config.training_arguments(0)
+    assert arguments["lr_scheduler_type"] == expected
+    assert arguments["warmup_steps"] == warmup  # transformers 5: a value below 1 is a fraction of the steps
 
-    assert _with_warmup(scheduler, warmup) == expected
+
+def test_a_stage_is_replaced_by_passing_another_function(workspace, tmp_path):
+    """What benchmarks/trl_iterative.py does: its own train stage, every other stage larpo's."""
+    from larpo.run import run as run_larpo
+    from larpo.run import train
+
+    calls = []
+
+    def recording_train(ctx, s):
+        calls.append(s)
+        return {**train.stage(ctx, s), "replaced": True}
+
+    config = load_run_config(None, settings(workspace, tmp_path / "run", "iterations=1"))
+    manifest = run_larpo(config, stages={"train": recording_train})
+    assert calls == [0]
+    assert manifest["completed"]["0"]["train"]["replaced"] is True
+    assert (tmp_path / "run" / "iter_0" / "model" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="unknown stage.*training.*the stages are generate, score, lists"):
+        run_larpo(config, stages={"training": recording_train})

@@ -1,5 +1,7 @@
 """Contracts every registered objective must keep (the list comes from the registry)."""
 
+import inspect
+
 import pytest
 import torch
 
@@ -121,3 +123,12 @@ def test_unknown_objective_and_option_name_the_valid_ones():
     with pytest.raises(ValueError, match=r"does not take option\(s\) lambda_weights"):
         check_options("listmle", {"lambda_weights": True})
     check_options("lambdarank", {"lambda_weights": True, "nll_weight": 0.1})
+
+
+def test_options_read_from_the_source_are_those_of_the_imported_function():
+    """Built-in objectives are registered by path; their options (read without importing torch) are the
+    keyword parameters of the function itself."""
+    for name, entry in OBJECTIVES.items():
+        parameters = list(inspect.signature(entry.fn).parameters)
+        assert parameters[:4] == ["policy_logps", "reference_logps", "beta", "mask"], name
+        assert entry.options == tuple(parameters[4:]), name

@@ -38,29 +38,22 @@ ZERO = torch.zeros_like(G)
 
 def test_pairwise_best_vs_last():
     """-log sigmoid(g_0 - g_2) = log(1 + e^-2) = 0.126928."""
-    assert pairwise_loss(G, ZERO, beta=1.0).item() == pytest.approx(softplus(-2.0), abs=1e-6)
-    assert softplus(-2.0) == pytest.approx(0.126928, abs=1e-6)
+    assert pairwise_loss(G, ZERO, beta=1.0).item() == pytest.approx(0.126928, abs=1e-6)
 
 
 def test_contrastive_best_vs_all():
     """-(g_0 - log(e^2 + e^1 + e^0)) = log(11.107338) - 2 = 0.407606."""
-    expected = lse(2.0, 1.0, 0.0) - 2.0
-    assert expected == pytest.approx(0.407606, abs=1e-6)
-    assert contrastive_loss(G, ZERO, beta=1.0).item() == pytest.approx(expected, abs=1e-6)
+    assert contrastive_loss(G, ZERO, beta=1.0).item() == pytest.approx(0.407606, abs=1e-6)
 
 
 def test_lambdarank_sums_all_pairs():
     """Pairs (0,1), (1,2) have margin 1 and (0,2) margin 2: 2 log(1+e^-1) + log(1+e^-2) = 0.753452."""
-    expected = 2 * softplus(-1.0) + softplus(-2.0)
-    assert expected == pytest.approx(0.753452, abs=1e-6)
-    assert lambdarank_loss(G, ZERO, beta=1.0).item() == pytest.approx(expected, abs=1e-6)
+    assert lambdarank_loss(G, ZERO, beta=1.0).item() == pytest.approx(0.753452, abs=1e-6)
 
 
 def test_listmle_plackett_luce():
     """[lse(2,1,0) - 2] + [lse(1,0) - 1] + [lse(0) - 0] = 0.407606 + 0.313262 + 0 = 0.720868."""
-    expected = (lse(2.0, 1.0, 0.0) - 2.0) + (lse(1.0, 0.0) - 1.0)
-    assert expected == pytest.approx(0.720868, abs=1e-6)
-    assert listmle_loss(G, ZERO, beta=1.0).item() == pytest.approx(expected, abs=1e-6)
+    assert listmle_loss(G, ZERO, beta=1.0).item() == pytest.approx(0.720868, abs=1e-6)
 
 
 def test_beta_and_reference_enter_as_beta_times_log_ratio():

@@ -3,7 +3,14 @@ import math
 
 import pytest
 
-from larpo.metrics import kendall_tau, mean_pass_at_k, ndcg_at_k, pass_at_k, scale_to_unit, win_rate
+from larpo.evaluation.metrics import (
+    kendall_tau,
+    mean_pass_at_k,
+    ndcg_at_k,
+    pass_at_k,
+    scale_to_unit,
+    win_rate,
+)
 
 
 def brute_force_pass_at_k(n, c, k):

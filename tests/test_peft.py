@@ -18,9 +18,7 @@ from larpo.data import ListCollator, tokenize_list
 from larpo.model_io import load_policy
 from larpo.reference import response_logps
 from larpo.trainer import ListwiseTrainer, add_reference_logps
-from tests.helpers import arithmetic_lists, tiny_model_and_tokenizer
-from tests.test_cli import run_cli
-from tests.test_loop import settings
+from tests.helpers import arithmetic_lists, run_cli, settings, tiny_model_and_tokenizer
 
 pytest.importorskip("peft")
 
@@ -170,7 +168,7 @@ def test_resume_after_the_run_continues_from_the_last_adapter(workspace, lora_ru
         loads.append((Path(adapter).relative_to(run_dir).as_posix(), trainable))
         return load_adapted(base, adapter, dtype, trainable)
 
-    monkeypatch.setattr("larpo.loop.load_adapted", recording_load)
+    monkeypatch.setattr("larpo.run.context.load_adapted", recording_load)
     assert invoke(*run_args(workspace, run_dir, "iterations=3")) == 0
     # iteration 2 samples with, and then trains, base + iteration 1's adapter
     assert loads == [("iter_1/model", False), ("iter_1/model", True)]

@@ -1,26 +1,13 @@
-"""The candidate store: round trips, torn-tail repair, corruption and type errors, atomic rewrites."""
+"""The candidate store and atomic writes: round trips, torn and corrupt lines, type errors, atomic rewrites."""
 
 import json
-import logging
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from larpo.store import (
-    CandidateRecord,
-    CandidateStore,
-    StoreError,
-    append_records,
-    atomic_write_json,
-    atomic_write_text,
-    read_records,
-    write_records_atomic,
-)
+from larpo.io import atomic_write_json, atomic_write_text
+from larpo.store import CandidateRecord, CandidateStore, StoreError, read_records, write_records_atomic
 
 
 def record(i: int, *, iteration: int = 0, score: float | None = None, **extra) -> CandidateRecord:
@@ -87,14 +74,12 @@ def test_unknown_and_missing_fields():
         CandidateRecord.from_dict(data)
 
 
-def test_append_and_read_round_trip(tmp_path):
+def test_write_and_read_round_trip(tmp_path):
     path = tmp_path / "c.jsonl"
-    first, second = [record(0), record(1)], [record(2, score=-1.5, source="random")]
-    append_records(path, first)
-    append_records(path, second)
-    append_records(path, [])
-    assert read_records(path) == first + second
-    assert path.read_bytes().count(b"\n") == 3
+    records = [record(0), record(1), record(2, score=-1.5, source="random")]
+    write_records_atomic(path, records)
+    assert read_records(path) == records
+    assert path.read_bytes().count(b"\n") == 3  # one line per record, the newlines of a response escaped
 
 
 def test_type_error_in_file_names_file_and_line(tmp_path):
@@ -108,22 +93,13 @@ def test_type_error_in_file_names_file_and_line(tmp_path):
 
 
 @pytest.mark.parametrize("torn", [b'{"prompt_id": "p9", "pro', b"\x00\x00\x00", b"{}"])
-def test_torn_tail_raises_then_repairs(tmp_path, caplog, torn):
+def test_a_torn_tail_is_an_error_naming_its_line_and_leaves_the_file_alone(tmp_path, torn):
     path = tmp_path / "c.jsonl"
-    good = [record(0), record(1)]
-    append_records(path, good)
-    size = path.stat().st_size
-    with open(path, "ab") as f:
-        f.write(torn)
-    with pytest.raises(StoreError, match=rf"^{re.escape(str(path))}:3: torn last line \({len(torn)} bytes\)"):
+    original = line_of(record(0)) + line_of(record(1)) + torn
+    path.write_bytes(original)
+    with pytest.raises(StoreError, match=rf"^{re.escape(str(path))}:3: torn last line \({len(torn)} bytes"):
         read_records(path)
-    assert path.stat().st_size == size + len(torn)  # repair=False leaves the file alone
-    with caplog.at_level(logging.WARNING, logger="larpo.store"):
-        assert read_records(path, repair=True) == good
-    assert f"dropped a torn last line ({len(torn)} bytes)" in caplog.text
-    assert path.stat().st_size == size and path.read_bytes().endswith(b"\n")
-    append_records(path, [record(2)])
-    assert read_records(path) == [*good, record(2)]
+    assert path.read_bytes() == original
 
 
 def test_invalid_final_complete_line_is_torn(tmp_path):
@@ -131,15 +107,6 @@ def test_invalid_final_complete_line_is_torn(tmp_path):
     path.write_bytes(line_of(record(0)) + b'{"prompt_id": \n')
     with pytest.raises(StoreError, match=":2: torn last line"):
         read_records(path)
-    assert read_records(path, repair=True) == [record(0)]
-    assert path.read_bytes() == line_of(record(0))
-
-
-def test_torn_file_without_any_newline_is_emptied(tmp_path):
-    path = tmp_path / "c.jsonl"
-    path.write_bytes(b'{"prompt_id"')
-    assert read_records(path, repair=True) == []
-    assert path.read_bytes() == b""
 
 
 @pytest.mark.parametrize("tail", [b"", b'{"torn'])
@@ -147,9 +114,8 @@ def test_mid_file_corruption_is_always_an_error(tmp_path, tail):
     path = tmp_path / "c.jsonl"
     original = line_of(record(0)) + line_of(record(1)) + b"not json\n" + line_of(record(3)) + tail
     path.write_bytes(original)
-    for repair in (False, True):
-        with pytest.raises(StoreError, match=rf"^{re.escape(str(path))}:3: malformed line \(corruption"):
-            read_records(path, repair=repair)
+    with pytest.raises(StoreError, match=rf"^{re.escape(str(path))}:3: malformed line \(corruption"):
+        read_records(path)
     assert path.read_bytes() == original
 
 
@@ -157,20 +123,12 @@ def test_bad_line_before_torn_tail_is_corruption(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_bytes(line_of(record(0)) + b"garbage\n" + b'{"to')
     with pytest.raises(StoreError, match=":2: malformed line"):
-        read_records(path, repair=True)
-
-
-def test_append_refuses_torn_tail(tmp_path):
-    path = tmp_path / "c.jsonl"
-    path.write_bytes(line_of(record(0)) + b'{"par')
-    with pytest.raises(StoreError, match="torn; read it with repair=True"):
-        append_records(path, [record(1)])
-    assert path.read_bytes() == line_of(record(0)) + b'{"par'
+        read_records(path)
 
 
 def test_write_records_atomic_replaces_and_leaves_no_temp(tmp_path):
     path = tmp_path / "c.jsonl"
-    append_records(path, [record(0), record(1)])
+    write_records_atomic(path, [record(0), record(1)])
     scored = [record(0, score=1.0), record(1, score=0.25)]
     write_records_atomic(path, scored)
     assert read_records(path) == scored
@@ -196,9 +154,8 @@ def test_candidate_store(tmp_path):
     assert store.path(3) == tmp_path / "run" / "candidates" / "iter_3.jsonl"
     it0 = [record(0, iteration=0), record(1, iteration=0)]
     it2 = [record(5, iteration=2)]
-    store.append(2, it2)
-    store.append(0, it0[:1])
-    store.append(0, it0[1:])
+    store.replace(2, it2)
+    store.replace(0, it0)
     (store.directory / ".iter_0.jsonl.abc.tmp").write_text("")
     (store.directory / "iter_x.jsonl").write_text("")
     assert store.iterations() == [0, 2]
@@ -213,30 +170,8 @@ def test_candidate_store(tmp_path):
 def test_candidate_store_rejects_wrong_iteration(tmp_path):
     store = CandidateStore(tmp_path)
     with pytest.raises(StoreError, match="record of iteration 1 written to iteration 0"):
-        store.append(0, [record(0, iteration=1)])
+        store.replace(0, [record(0, iteration=1)])
     for bad in (-1, True, "1"):
         with pytest.raises(StoreError, match="non-negative int"):
             store.path(bad)
     assert not store.path(0).exists()
-
-
-def test_sigkill_mid_append_leaves_a_readable_file(tmp_path):
-    path = tmp_path / "c.jsonl"
-    writer = (
-        "import sys\n"
-        "from larpo.store import CandidateRecord, append_records\n"
-        "for i in range(10**6):\n"
-        "    recs = [CandidateRecord(prompt_id=f'{i}-{j}', prompt='p', response='x' * 20000, score=None,\n"
-        "                            iteration=0, temperature=1.0) for j in range(8)]\n"
-        "    append_records(sys.argv[1], recs)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)])
-    deadline = time.monotonic() + 60
-    while (not path.exists() or path.stat().st_size < 2_000_000) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    records = read_records(path, repair=True)
-    assert len(records) >= 8
-    assert all(r.response == "x" * 20000 for r in records)
-    assert path.stat().st_size == sum(len(line_of(r)) for r in records)

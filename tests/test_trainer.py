@@ -4,12 +4,11 @@ import math
 import pytest
 import torch
 
-from larpo.config import ListwiseConfig
 from larpo.data import ListCollator
+from larpo.evaluation.metrics import implicit_rewards, ranking_stats
 from larpo.logprobs import list_logps
 from larpo.losses import OBJECTIVES
-from larpo.metrics import implicit_rewards, ranking_stats
-from larpo.trainer import ListwiseTrainer, add_reference_logps
+from larpo.trainer import ListwiseConfig, ListwiseTrainer, add_reference_logps
 from tests.helpers import arithmetic_lists, tiny_model_and_tokenizer
 
 

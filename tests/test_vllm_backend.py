@@ -14,8 +14,8 @@ pytest.importorskip("vllm")
 import torch  # noqa: E402
 
 from larpo.generation import SamplingParams, TransformersGenerator, VLLMGenerator  # noqa: E402
-from larpo.loop import LarpoRun  # noqa: E402
-from larpo.run_config import load_run_config  # noqa: E402
+from larpo.run import run  # noqa: E402
+from larpo.run.config import load_run_config  # noqa: E402
 from larpo.store import read_records  # noqa: E402
 from larpo.tasks.arithmetic import (  # noqa: E402
     answer_budget,
@@ -138,7 +138,7 @@ def test_seeded_runs_are_reproducible(engine):
 
 
 def test_a_run_iteration_samples_with_vllm(policy, tmp_path):
-    """One LarpoRun iteration with ``generator: vllm``: the engine is started on the model directory,
+    """One run iteration with ``generator: vllm``: the engine is started on the model directory,
     samples k candidates per prompt, is shut down, and training then saves the next policy."""
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
@@ -158,7 +158,7 @@ def test_a_run_iteration_samples_with_vllm(policy, tmp_path):
             f"vllm_kwargs={json.dumps(ENGINE_KWARGS)}",
         ],
     )
-    manifest = LarpoRun(config).execute()
+    manifest = run(config)
     generated = manifest["completed"]["0"]["generate"]
     assert generated["candidates"] + generated["duplicates"] == 16 * 4
     assert len(read_records(tmp_path / "run" / "candidates" / "iter_0.jsonl")) == generated["candidates"]

@@ -2,6 +2,9 @@
 
 The policy is a retriever, the reward model a reranker; the policy is trained with ranking objectives
 on the implicit reward ``beta * log(pi / pi_ref)`` over candidate lists it sampled itself.
+
+``import larpo`` loads no torch, so the command line checks its arguments and configs in a fraction of a
+second; torch and transformers are imported by the modules that handle models.
 """
 
 from larpo.losses import OBJECTIVES, get_objective, register_objective

@@ -8,15 +8,16 @@ policy is saved as an adapter directory (``adapter_config.json`` + weights) and 
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from larpo.checks import check_known_keys
 from larpo.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where a model is handled: configs are checked without it
+    import torch
 
 MERGE_EXPORTS = ("no", "every", "last")
 
@@ -47,11 +48,7 @@ def parse_lora(section: Any, where: str = "config: peft") -> LoraSettings | None
     if not isinstance(section, dict):
         raise InputError(f"{where} must be a mapping such as {{r: 8, lora_alpha: 16}}, got {section!r}")
     valid = ["r", "lora_alpha", "lora_dropout", "target_modules", "merge_export"]
-    for key in section:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"{where}: unknown key {key!r}{hint}; valid: {', '.join(valid)}")
+    check_known_keys(section, valid, f"{where}: unknown key", list_valid=True)
     r = section.get("r", LoraSettings.r)
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise InputError(f"{where}: 'r' must be an integer >= 1, got {r!r}")
@@ -93,6 +90,8 @@ def check_targets(model: torch.nn.Module, settings: LoraSettings) -> None:
     names = [name for name, _ in model.named_modules() if name]
     missing = [t for t in settings.target_modules if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
+        import torch
+
         linear = sorted(
             {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
         )
@@ -108,6 +107,8 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings, seed: int = 0):
     The adapters start as the identity (LoRA's B matrices are zero); their A matrices are drawn from
     ``seed`` without touching the caller's random state.
     """
+    import torch
+
     peft = require_peft()
     check_targets(model, settings)
     config = peft.LoraConfig(

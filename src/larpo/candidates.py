@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
+from larpo.checks import check_choice, check_int
 from larpo.errors import InputError
 from larpo.store import CandidateRecord
 
@@ -55,8 +56,8 @@ class ListSettings:
     negative_source: str = POLICY
 
     def __post_init__(self) -> None:
-        _check_choice("memorization", self.memorization, MEMORIZATION_MODES)
-        _check_choice("negative_source", self.negative_source, NEGATIVE_SOURCES)
+        check_choice("memorization", self.memorization, MEMORIZATION_MODES)
+        check_choice("negative_source", self.negative_source, NEGATIVE_SOURCES)
         for name in ("dedup", "drop_all_tied"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -72,7 +73,7 @@ class ListSettings:
 
 
 @dataclass
-class RankedList:
+class CandidateList:
     """One prompt's candidates, best-first; the list fields are parallel."""
 
     prompt_id: str
@@ -114,7 +115,7 @@ class ListStats:
 
 def build_lists(
     records: Iterable[CandidateRecord], iteration: int, settings: ListSettings
-) -> tuple[list[RankedList], ListStats]:
+) -> tuple[list[CandidateList], ListStats]:
     """Build iteration ``iteration``'s ranked lists from scored records of any iterations.
 
     Records outside the memorization window, later than ``iteration``, or from a source other than
@@ -124,8 +125,8 @@ def build_lists(
     A prompt with fewer than 2 distinct responses after dedup and selection is skipped. Lists come
     out in the order of each prompt's first appearance in ``records``.
     """
-    _check_int("iteration", iteration, 0)
-    window = _window(iteration, settings.memorization)
+    check_int("iteration", iteration, 0)
+    window = memorization_window(iteration, settings.memorization)
     groups: dict[str, list[CandidateRecord]] = {}
     for record in records:
         group = groups.setdefault(record.prompt_id, [])
@@ -133,7 +134,7 @@ def build_lists(
             _require_score(record)
             group.append(record)
     stats = ListStats()
-    lists: list[RankedList] = []
+    lists: list[CandidateList] = []
     for group in filter(None, groups.values()):
         stats.prompts_seen += 1
         chosen, removed = _choose(group, settings)
@@ -167,8 +168,8 @@ def sample_external_negatives(
     A response identical to one the target already has, or already taken, is never used; with too
     few donors, fewer than ``count`` records are returned. The reranker scores them for the target.
     """
-    _check_choice("source", source, NEGATIVE_SOURCES[1:])
-    _check_int("count", count, 0)
+    check_choice("source", source, NEGATIVE_SOURCES[1:])
+    check_int("count", count, 0)
     if len({r.iteration for r in records}) > 1:
         raise ValueError("sample_external_negatives expects the records of a single iteration")
     groups: dict[str, list[CandidateRecord]] = {}
@@ -186,7 +187,7 @@ def sample_external_negatives(
 def temperature_for(iteration: int, temperature: float | list[float]) -> float:
     """The sampling temperature of ``iteration``: a float applies to every iteration; a list gives
     one value per iteration and its last value repeats beyond its end."""
-    _check_int("iteration", iteration, 0)
+    check_int("iteration", iteration, 0)
     if not isinstance(temperature, list):
         return float(temperature)
     if not temperature:
@@ -197,7 +198,7 @@ def temperature_for(iteration: int, temperature: float | list[float]) -> float:
 def split_samples(k: int, temperatures: list[float]) -> list[tuple[float, int]]:
     """Spread ``k`` samples over ``temperatures`` as evenly as possible (the paper's diverse
     temperature lists): earlier temperatures get the remainder; zero-count entries are dropped."""
-    _check_int("k", k, 0)
+    check_int("k", k, 0)
     if not temperatures:
         raise InputError("temperatures must not be empty")
     base, extra = divmod(k, len(temperatures))
@@ -218,25 +219,16 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(union) if union else 0.0
 
 
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}")
+def memorization_window(iteration: int, memorization: str) -> range:
+    """The iterations whose candidates feed iteration ``iteration``'s lists (see :class:`ListSettings`)."""
+    check_choice("memorization", memorization, MEMORIZATION_MODES)
+    first = {"current": iteration, "previous": max(iteration - 1, 0), "all": 0}[memorization]
+    return range(first, iteration + 1)
 
 
 def _check_optional_int(name: str, value: object, minimum: int) -> None:
     if value is not None:
-        _check_int(name, value, minimum)
-
-
-def _window(iteration: int, memorization: str) -> range:
-    """Iterations feeding iteration ``iteration``'s lists."""
-    first = {"current": iteration, "previous": max(iteration - 1, 0), "all": 0}[memorization]
-    return range(first, iteration + 1)
+        check_int(name, value, minimum)
 
 
 def _is_policy(record: CandidateRecord) -> bool:
@@ -310,8 +302,8 @@ def _choose(group: list[CandidateRecord], settings: ListSettings) -> tuple[list[
     return _ranked(top + bottom), removed
 
 
-def _to_list(chosen: list[CandidateRecord]) -> RankedList:
-    return RankedList(
+def _to_list(chosen: list[CandidateRecord]) -> CandidateList:
+    return CandidateList(
         prompt_id=chosen[0].prompt_id,
         prompt=chosen[0].prompt,
         responses=[r.response for r in chosen],

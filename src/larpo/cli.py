@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import errno
-import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from larpo.errors import InputError
+from larpo.errors import InputError, StderrHandler, one_line, user_message
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
 
-app = typer.Typer(
-    help="LarPO: align an LLM as a retriever, with listwise ranking objectives over its own samples.",
+app = typer.Typer(  # its help is the docstring of _options
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from larpo import __version__
+
+        print(f"larpo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="print the version and exit", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """LarPO: align an LLM as a retriever, with listwise ranking objectives over its own samples."""
 
 
 @app.command()
@@ -49,22 +60,12 @@ def demo(
     ] = None,
 ) -> None:
     """Built-in demo: a tiny model learns arithmetic, then LarPO aligns it (CPU, a few minutes)."""
-    from larpo.demo import DemoSettings, run_demo
-    from larpo.losses import get_objective
+    from larpo.tasks.arithmetic.demo import DemoSettings, run_demo
 
     chosen = {"objective": objective, "seed": seed, "iterations": iterations, "reward": reward,
               "demonstration_error_rate": error_rate}  # fmt: skip
     settings = DemoSettings(**{k: v for k, v in chosen.items() if v is not None})
-    try:
-        get_objective(settings.objective)
-    except ValueError as error:
-        raise InputError(str(error)) from None
-    if settings.reward not in ("graded", "exact"):
-        raise InputError(f"unknown demo reward {settings.reward!r}; valid: graded, exact")
-    if not 0.0 <= settings.demonstration_error_rate <= 1.0:
-        raise InputError(f"--error-rate must be in [0, 1], got {settings.demonstration_error_rate}")
-    if settings.iterations < 1:
-        raise InputError(f"--iterations must be at least 1, got {settings.iterations}")
+    settings.check()
     run_demo(output, settings)
     print(f"wrote {output / 'report.json'}; the SFT model is {output / 'sft'}, the aligned one "
           f"{output / 'run' / f'iter_{settings.iterations - 1}' / 'model'}")  # fmt: skip
@@ -73,6 +74,9 @@ def demo(
 @app.command()
 def objectives() -> None:
     """List the registered objectives and their options."""
+    from rich.console import Console
+    from rich.table import Table
+
     from larpo.losses import OBJECTIVES
 
     table = Table("name", "kind", "reference", "options", "summary")
@@ -133,12 +137,8 @@ def train(
 
     Runs as one process, or as several under ``accelerate launch -m larpo.cli train ...``.
     """
-    from larpo.adapters import add_lora, parse_lora, require_peft, save_merged
-    from larpo.data import tokenize_list
-    from larpo.distributed import check_launch
-    from larpo.model_io import load_policy
-    from larpo.run_config import read_yaml_mapping
-    from larpo.trainer import ListwiseTrainer
+    from larpo.adapters import parse_lora, require_peft
+    from larpo.checks import read_yaml_mapping
 
     saved = (output / "config.json").exists() or (output / "adapter_config.json").exists()
     if saved and not overwrite:
@@ -147,41 +147,14 @@ def train(
     lora = parse_lora(settings.pop("peft", None), where=f"{config}: peft")
     if lora:
         require_peft()
-    flags = {
-        "objective": objective,
-        "beta": beta,
-        "learning_rate": learning_rate,
-        "num_train_epochs": epochs,
-        "per_device_train_batch_size": batch_size,
-        "nll_weight": nll_weight,
-        "max_length": max_length,
-        "seed": seed,
-    }
+    flags = {"objective": objective, "beta": beta, "learning_rate": learning_rate, "num_train_epochs": epochs,
+             "per_device_train_batch_size": batch_size, "nll_weight": nll_weight, "max_length": max_length,
+             "seed": seed}  # fmt: skip
     settings.update({key: value for key, value in flags.items() if value is not None})
-    args = listwise_config(output_dir=str(output), **settings)
-    check_launch(args.world_size, " or set use_cpu: true in --config")
-    rows = read_training_lists(data)
-    policy, tokenizer = load_policy(model, dtype)
-    if lora:
-        policy = add_lora(policy, lora, seed=args.seed)
-    examples = [tokenize_list(tokenizer, r["prompt"], r["responses"], r.get("scores")) for r in rows]
-    check_list_lengths(
-        examples, args.max_length, getattr(policy.config, "max_position_embeddings", None), data
-    )
-    trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
-    trainer.train()
-    trainer.save_model(str(output))  # a peft model saves its adapter only
-    if not trainer.is_world_process_zero():
-        return
-    (output / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    what = "LoRA adapter" if lora else "model"
-    if lora and lora.merge_export != "no":
-        save_merged(trainer.accelerator.unwrap_model(trainer.model), tokenizer, output / "merged")
-        what += f" (merged model in {output / 'merged'})"
-    processes = trainer.accelerator.num_processes
-    print(
-        f"trained on {len(examples)} lists with {args.objective} in {processes} process(es); {what} saved to {output}"
-    )
+    from larpo.trainer.inputs import train_on_file
+
+    if summary := train_on_file(model, data, output, settings, lora, dtype):
+        print(summary)  # by the main process alone under accelerate launch
 
 
 @app.command()
@@ -197,13 +170,14 @@ def run(
 
     Runs as one process, or as several under ``accelerate launch -m larpo.cli run ...`` (DDP).
     """
-    from larpo.loop import LarpoRun
-    from larpo.run_config import load_run_config
+    from larpo.run.config import load_run_config
 
-    settings = load_run_config(config, set_, output_dir=output_dir)
-    runner = LarpoRun(settings)
-    runner.execute()
-    if runner.is_main:  # under accelerate launch: one line, not one per process
+    settings = load_run_config(config, set_, output_dir=output_dir)  # checked before torch is imported
+    from larpo.distributed import process_state
+    from larpo.run import run as run_larpo
+
+    run_larpo(settings)
+    if process_state().is_main_process:  # under accelerate launch: one line, not one per process
         final = Path(settings.output_dir) / f"iter_{settings.iterations - 1}" / "model"
         print(f"finished {settings.iterations} iterations; final model: {final}")
 
@@ -222,34 +196,21 @@ def generate(
     dtype: str = "auto",
 ) -> None:
     """Sample candidates for prompts (one stage of `larpo run`, for your own pipelines)."""
-    from larpo.generation import SamplingParams, TransformersGenerator
-    from larpo.model_io import check_prompt_lengths, load_policy
-    from larpo.prompts import load_prompts
-    from larpo.store import CandidateRecord, write_records_atomic
-
     if output.exists():
         raise InputError(f"{output}: exists; choose another output file")
     for flag, value in (("--num-candidates", num_candidates), ("--max-new-tokens", max_new_tokens),
                         ("--batch-size", batch_size)):  # fmt: skip
         if value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
+    from larpo.generation import SamplingParams
+    from larpo.run.generate import sample_prompts_file
+    from larpo.store import write_records_atomic
+
     params = SamplingParams(num_candidates, temperature, top_p, max_new_tokens, seed)
-    items = load_prompts(prompts)
-    policy, tokenizer = load_policy(model, dtype)
-    check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
-                         max_new_tokens=max_new_tokens, where=f"{prompts}: ")  # fmt: skip
-    generations = TransformersGenerator(policy, tokenizer, batch_size=batch_size).generate(
-        [p.text for p in items], params
-    )
-    records = [
-        CandidateRecord(p.prompt_id, p.text, response, None, 0, temperature, source="policy")
-        for p, responses in zip(items, generations.responses, strict=True)
-        for response in responses
-    ]
+    items, records = sample_prompts_file(model, prompts, params, batch_size=batch_size, dtype=dtype)
+    duplicates = len(items) * num_candidates - len(records)
     write_records_atomic(output, records)
-    print(
-        f"wrote {len(records)} candidates for {len(items)} prompts ({generations.duplicates} duplicates removed) to {output}"
-    )
+    print(f"wrote {len(records)} candidates for {len(items)} prompts ({duplicates} duplicates removed) to {output}")
 
 
 @app.command()
@@ -261,28 +222,20 @@ def score(
     output: Annotated[Path, typer.Option(help="scored candidate JSONL to write")],
 ) -> None:
     """Score candidates with a reranker (one stage of `larpo run`)."""
-    import dataclasses as dc
-
-    from larpo.rewards import load_reranker
-    from larpo.store import group_by_prompt, write_records_atomic
+    from larpo.store import read_candidates, write_records_atomic
 
     if output.exists():
         raise InputError(f"{output}: exists; choose another output file")
     if not candidates.is_file():
         raise InputError(f"{candidates}: file not found")
     records = read_candidates(candidates)
-    reranker = load_reranker(reward)
-    groups = group_by_prompt(records)
-    scores = reranker.score(
-        [records[g[0]].prompt for g in groups.values()],
-        [[records[i].response for i in g] for g in groups.values()],
-    )
-    scored = list(records)
-    for group, values in zip(groups.values(), scores, strict=True):
-        for position, value in zip(group, values, strict=True):
-            scored[position] = dc.replace(records[position], score=value)
+    from larpo.rewards import load_reranker
+    from larpo.run.score import score_records
+
+    scored = score_records(load_reranker(reward), records)
     write_records_atomic(output, scored)
-    print(f"scored {len(records)} candidates of {len(groups)} prompts; wrote {output}")
+    prompts = len({r.prompt_id for r in records})
+    print(f"scored {len(records)} candidates of {prompts} prompts; wrote {output}")
 
 
 @app.command("eval")
@@ -310,13 +263,7 @@ def evaluate(
     dtype: str = "auto",
 ) -> None:
     """Evaluate a policy as a retriever: greedy accuracy, pass@k curves, reward, best-of-N, win rate."""
-    from larpo.evaluation import EvalSettings, evaluate_policy, export_alpaca_eval
-    from larpo.generation import TransformersGenerator
-    from larpo.model_io import check_prompt_lengths, load_policy
-    from larpo.plots import plot_recall_curves
-    from larpo.prompts import load_prompts
-    from larpo.rewards import load_reranker
-    from larpo.store import atomic_write_json
+    from larpo.evaluation.held_out import EvalSettings, evaluate_model_dir
 
     settings = EvalSettings(
         num_samples=num_samples,
@@ -329,22 +276,13 @@ def evaluate(
     )
     if batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
-    items = load_prompts(prompts)
-    reranker = load_reranker(reward)
-    policy, tokenizer = load_policy(model, dtype)
-    check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
-                         max_new_tokens=max_new_tokens, where=f"{prompts}: ")  # fmt: skip
-    baseline = None
-    if baseline_model is not None:
-        baseline = TransformersGenerator(*load_policy(baseline_model, dtype), batch_size=batch_size)
-    texts = [p.text for p in items]
-    result = evaluate_policy(TransformersGenerator(policy, tokenizer, batch_size=batch_size), reranker, texts, settings,
-                             baseline=baseline)  # fmt: skip
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output / "eval.json", result)
-    plot_recall_curves(result["recall_curve"], output / "pass_at_n.png", f"{model.name}")
-    if alpaca_eval is not None:
-        export_alpaca_eval(alpaca_eval, texts, result["greedy_outputs"], model.name)
+    result = evaluate_model_dir(
+        model, prompts, reward, output, settings, batch_size=batch_size, dtype=dtype,
+        baseline_model=baseline_model, alpaca_eval=alpaca_eval,
+    )  # fmt: skip
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("metric", "value")
     table.add_row("greedy accuracy", f"{result['greedy_accuracy']:.4f}")
     table.add_row("mean reward (greedy)", f"{result['mean_reward']:.4f}")
@@ -361,145 +299,48 @@ def evaluate(
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a larpo run directory")]) -> None:
     """Gather every iteration of a run into report.md with plots."""
-    from larpo.report import write_report
+    from larpo.evaluation.report import write_report
 
     print(f"wrote {write_report(run_dir)}")
-
-
-def read_training_lists(path: Path) -> list[dict[str, Any]]:
-    """Ranked lists from ``path``: a lists file, or a scored candidate file grouped by prompt."""
-    from larpo.candidates import ListSettings, build_lists
-    from larpo.jsonl import read_jsonl, read_ranked_lists
-
-    first = read_jsonl(path)[0]
-    if "responses" in first:
-        return read_ranked_lists(path)
-    records = read_candidates(path)
-    if any(r.score is None for r in records):
-        raise InputError(f"{path}: candidates without a score; run `larpo score` first")
-    lists, stats = build_lists(records, max(r.iteration for r in records), ListSettings(memorization="all"))
-    if not lists:
-        raise InputError(f"{path}: no prompt has 2 differently scored candidates to rank")
-    return [{"prompt": x.prompt, "responses": x.responses, "scores": x.scores} for x in lists]
-
-
-def check_list_lengths(
-    examples: list[dict[str, Any]], max_length: int | None, context: int | None, where: Path
-) -> None:
-    """Every list fits: its prompt is shorter than ``max_length`` (responses are cut to fit it, prompts
-    never are), and its longest prompt + response, after that cut, fits the model's context."""
-    for number, example in enumerate(examples, start=1):
-        prompt = len(example["prompt_ids"])
-        if max_length is not None and prompt >= max_length:
-            raise InputError(
-                f"{where}: record {number}: the prompt has {prompt} tokens, which does not fit max_length={max_length}"
-            )
-        longest = prompt + max(len(r) for r in example["response_ids"])
-        if max_length is not None:
-            longest = min(longest, max_length)
-        if context is not None and longest > context:
-            raise InputError(
-                f"{where}: record {number}: prompt + response is {longest} tokens, more than the model's "
-                f"context of {context} (max_position_embeddings); shorten it or set --max-length"
-            )
-
-
-def read_candidates(path: Path) -> list:
-    """The candidate records of a user's file: at least one, and one prompt text per prompt id."""
-    from larpo.store import read_records
-
-    records = read_records(path)
-    if not records:
-        raise InputError(f"{path}: no records")
-    prompts: dict[str, str] = {}
-    for number, record in enumerate(records, start=1):
-        if prompts.setdefault(record.prompt_id, record.prompt) != record.prompt:
-            raise InputError(f"{path}:{number}: prompt id {record.prompt_id!r} was used for another prompt")
-    return records
-
-
-def listwise_config(**settings: Any):
-    """A ListwiseConfig from plain settings; unknown keys and invalid values become InputError."""
-    from larpo.config import ListwiseConfig
-
-    fields = {f.name: f for f in dataclasses.fields(ListwiseConfig) if f.init}
-    for key in settings:
-        if key not in fields:
-            close = difflib.get_close_matches(key, sorted(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"unknown training setting {key!r}{hint}")
-        settings[key] = _number_if_numeric(key, settings[key], fields[key].default)
-    defaults = {"report_to": "none", "logging_steps": 10}
-    try:
-        return ListwiseConfig(**{**defaults, **settings})
-    except (ValueError, TypeError) as error:
-        raise InputError(str(error).splitlines()[0]) from None
-
-
-def _number_if_numeric(key: str, value: Any, default: Any) -> Any:
-    """``value`` of a setting whose default is a number, as a number (YAML reads ``1e-5`` as a string);
-    a value that is no number is an InputError. Other settings pass through unchanged."""
-    if isinstance(default, bool) or not isinstance(default, int | float):
-        return value
-    if isinstance(value, str):
-        try:
-            value = float(value) if isinstance(default, float) else int(value)
-        except ValueError:
-            raise InputError(f"{key} must be a number, got str {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{key} must be a number, got {type(value).__name__} {value!r}")
-    return value
 
 
 def main() -> None:
     """Entry point. Every error the user can fix prints one line ``larpo: error: ...`` on stderr and
     exits with code 2: bad input (InputError), a bad command line (unknown option, missing or invalid
     value) and an operating-system error (disk full, read-only or missing directory)."""
-    from safetensors import SafetensorError
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    _disable_download_progress_bars()
     logger = logging.getLogger("larpo")  # warnings print as one `larpo: warning: ...` line
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        logger.addHandler(_StderrHandler())
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        logger.addHandler(StderrHandler())
     try:
         code = app(prog_name="larpo", standalone_mode=False)
-    except InputError as error:
-        _fail(str(error))
     except ClickException as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # typer has printed the help
             sys.exit(error.exit_code)
         context = getattr(error, "ctx", None)
         hint = f" (see `{context.command_path} --help`)" if context is not None else ""
         _fail(error.format_message() + hint, error.exit_code)
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        name = f" (errno {errno.errorcode.get(error.errno, error.errno)})" if error.errno else ""
-        _fail(f"{where}{error.strerror or error}{name}; {_RETRY}")
-    except SafetensorError as error:
-        if "I/O error" not in str(error):
+    except Exception as error:
+        message = user_message(error)
+        if message is None:
             raise
-        _fail(f"cannot write the model weights ({error}); {_RETRY}")
+        _fail(message)
     sys.exit(code if isinstance(code, int) else 0)
 
 
-_RETRY = "fix the cause and run the same command again (a run resumes)"
+def _disable_download_progress_bars() -> None:
+    """No download/loading progress bars from huggingface_hub and transformers (larpo prints its own),
+    without importing transformers: the environment variable covers a later import."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def _fail(message: str, code: int = 2) -> None:
-    print(f"larpo: error: {_one_line(message)}", file=sys.stderr)
+    print(f"larpo: error: {one_line(message)}", file=sys.stderr)
     sys.exit(code)
-
-
-class _StderrHandler(logging.Handler):
-    """``larpo: warning: ...`` on whatever ``sys.stderr`` is at the time."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(f"larpo: {record.levelname.lower()}: {_one_line(record.getMessage())}", file=sys.stderr)
-
-
-def _one_line(message: str) -> str:
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

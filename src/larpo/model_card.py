@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 import larpo
-from larpo.store import atomic_write_text
+from larpo.io import atomic_write_text
 
 TAGS = ["larpo", "preference-optimization", "listwise"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

@@ -1,28 +1,23 @@
-"""The crash-safe candidate store: ``<run_dir>/candidates/iter_<s>.jsonl``, one record per line.
+"""The candidate store: ``<run_dir>/candidates/iter_<s>.jsonl``, one :class:`CandidateRecord` per line.
 
-A line is committed once its trailing newline is on disk: appends write whole lines in one go and
-fsync, so a crash (even SIGKILL) can only leave a torn *last* line. :func:`read_records` detects that
-tail and, with ``repair=True``, truncates it off; a malformed line anywhere else is corruption and
-always an error. Whole-file rewrites go through a temp file and ``os.replace``.
+Files are only ever replaced whole (:func:`larpo.io.atomic_write_bytes`), so a file cut off mid-line
+was damaged outside larpo: :func:`read_records` reports that torn last line, and any other malformed
+line, with the file and line number.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from larpo.errors import InputError
-from larpo.faults import fault_point
-
-logger = logging.getLogger(__name__)
+from larpo.io import atomic_write_bytes
 
 _ITER_FILE = re.compile(r"iter_(\d+)\.jsonl")
 _OPTIONAL = frozenset({"reference_logp", "source"})
@@ -118,23 +113,6 @@ def _check_float(name: str, value: Any) -> float:
     return float(value)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_TEMP_FILE = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _encode(records: Iterable[CandidateRecord]) -> bytes:
     return "".join(record.to_json() + "\n" for record in records).encode("utf-8")
 
@@ -147,36 +125,11 @@ def group_by_prompt(records: Iterable[CandidateRecord]) -> dict[str, list[int]]:
     return groups
 
 
-def append_records(path: str | os.PathLike[str], records: Iterable[CandidateRecord]) -> None:
-    """Append ``records`` as complete lines in one write, then fsync.
+def read_records(path: str | os.PathLike[str]) -> list[CandidateRecord]:
+    """Every record of ``path``.
 
-    Refuses to append after a torn last line (the new lines would be glued onto it); read the file
-    with ``repair=True`` first.
-    """
-    path = Path(path)
-    data = _encode(records)
-    if not data:
-        return
-    created = not path.exists()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            raise StoreError(f"{path}: last line is torn; read it with repair=True before appending")
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        _fsync_dir(path.parent)
-
-
-def read_records(path: str | os.PathLike[str], *, repair: bool = False) -> list[CandidateRecord]:
-    """Read every committed record of ``path``.
-
-    A torn tail (bytes after the last newline, or else a final line that is not valid JSON) raises
-    :class:`StoreError`, or with ``repair=True`` is truncated off the file and logged. Any other
-    malformed line is corruption and always raises, naming its line number.
+    A torn tail (bytes after the last newline, or else a final line that is not valid JSON) and any
+    other malformed line raise :class:`StoreError`, naming the line.
     """
     path = Path(path)
     data = path.read_bytes()
@@ -194,54 +147,20 @@ def read_records(path: str | os.PathLike[str], *, repair: bool = False) -> list[
         lines.pop()
     keep = sum(len(line) + 1 for line in lines)
     if keep < len(data):
-        dropped = len(data) - keep
-        if not repair:
-            raise StoreError(
-                f"{path}:{len(lines) + 1}: torn last line ({dropped} bytes); read with repair=True to drop it"
-            )
-        _truncate(path, keep)
-        logger.warning("%s: dropped a torn last line (%d bytes)", path, dropped)
+        raise StoreError(f"{path}:{len(lines) + 1}: torn last line ({len(data) - keep} bytes cut off mid-write)")
     return [CandidateRecord.from_dict(obj, where=f"{path}:{n}") for n, obj in enumerate(parsed, start=1)]
 
 
-def _truncate(path: Path, size: int) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.ftruncate(fd, size)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file in the same directory, fsync, ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        try:
-            half = len(data) // 2
-            _write_all(fd, data[:half])
-            fault_point("write.partial")  # a crash here leaves a torn temp file, never a torn ``path``
-            _write_all(fd, data[half:])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Atomically replace ``path`` with UTF-8 ``text``."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Atomically replace ``path`` with ``obj`` as indented, strict (no NaN) JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+def read_candidates(path: str | os.PathLike[str]) -> list[CandidateRecord]:
+    """The candidate records of a user's file: at least one, and one prompt text per prompt id."""
+    records = read_records(path)
+    if not records:
+        raise InputError(f"{path}: no records")
+    prompts: dict[str, str] = {}
+    for number, record in enumerate(records, start=1):
+        if prompts.setdefault(record.prompt_id, record.prompt) != record.prompt:
+            raise InputError(f"{path}:{number}: prompt id {record.prompt_id!r} was used for another prompt")
+    return records
 
 
 def write_records_atomic(path: str | os.PathLike[str], records: Iterable[CandidateRecord]) -> None:
@@ -269,16 +188,9 @@ class CandidateStore:
         found = (_ITER_FILE.fullmatch(p.name) for p in self.directory.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
 
-    def read(self, iteration: int, *, repair: bool = False) -> list[CandidateRecord]:
-        """All committed records of ``iteration`` (see :func:`read_records`)."""
-        return read_records(self.path(iteration), repair=repair)
-
-    def append(self, iteration: int, records: Iterable[CandidateRecord]) -> None:
-        """Durably append ``records`` to ``iteration``'s file."""
-        path = self.path(iteration)
-        records = self._checked(iteration, records)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        append_records(path, records)
+    def read(self, iteration: int) -> list[CandidateRecord]:
+        """All records of ``iteration`` (see :func:`read_records`)."""
+        return read_records(self.path(iteration))
 
     def replace(self, iteration: int, records: Iterable[CandidateRecord]) -> None:
         """Atomically rewrite ``iteration``'s file with ``records`` (e.g. after scoring)."""
@@ -287,12 +199,10 @@ class CandidateStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         write_records_atomic(path, records)
 
-    def read_all(
-        self, iterations: Iterable[int] | None = None, *, repair: bool = False
-    ) -> list[CandidateRecord]:
+    def read_all(self, iterations: Iterable[int] | None = None) -> list[CandidateRecord]:
         """Records of ``iterations`` (all present ones when ``None``), concatenated in that order."""
         chosen = self.iterations() if iterations is None else iterations
-        return [record for s in chosen for record in self.read(s, repair=repair)]
+        return [record for s in chosen for record in self.read(s)]
 
     @staticmethod
     def _checked(iteration: int, records: Iterable[CandidateRecord]) -> list[CandidateRecord]:
@@ -301,12 +211,3 @@ class CandidateStore:
             if record.iteration != iteration:
                 raise StoreError(f"record of iteration {record.iteration} written to iteration {iteration}")
         return records
-
-
-def remove_stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temp files that :func:`atomic_write_bytes` leaves when a process dies mid-write, under
-    ``directory`` (recursively); returns them. Only names of the form ``.<name>.<12 hex>.tmp`` match."""
-    stale = [p for p in Path(directory).rglob(".*.tmp") if _TEMP_FILE.fullmatch(p.name) and p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale

@@ -12,8 +12,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests.helpers import arithmetic_lists, tiny_model_and_tokenizer  # noqa: E402
 
-from larpo.config import ListwiseConfig  # noqa: E402
-from larpo.trainer import ListwiseTrainer  # noqa: E402
+from larpo.trainer import (
+    ListwiseConfig,  # noqa: E402
+    ListwiseTrainer,  # noqa: E402
+)
 
 
 def main() -> None:

@@ -8,14 +8,8 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from larpo.checks import check_int
 from larpo.errors import InputError
-
-
-def _check_int(name: str, value: object, minimum: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _check_real(name: str, value: object) -> float:
@@ -43,9 +37,9 @@ class SamplingParams:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("num_samples", self.num_samples, 1)
-        _check_int("max_new_tokens", self.max_new_tokens, 1)
-        _check_int("seed", self.seed, None)
+        check_int("num_samples", self.num_samples, 1)
+        check_int("max_new_tokens", self.max_new_tokens, 1)
+        check_int("seed", self.seed, None)
         if _check_real("temperature", self.temperature) < 0:
             raise InputError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < _check_real("top_p", self.top_p) <= 1:

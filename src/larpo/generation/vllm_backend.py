@@ -6,7 +6,6 @@ vLLM is imported only when a :class:`VLLMGenerator` is built, so larpo works wit
 from __future__ import annotations
 
 import gc
-import hashlib
 import importlib
 import importlib.util
 from pathlib import Path
@@ -24,6 +23,7 @@ from larpo.generation.base import (
     deduplicate,
     tokenize_prompts,
 )
+from larpo.seeding import hash_seed
 
 RESERVED_ENGINE_KWARGS = ("model", "tokenizer", "seed", "generation_config")
 """Engine arguments :class:`VLLMGenerator` sets itself; ``engine_kwargs`` may not name them."""
@@ -55,8 +55,7 @@ def request_seed(seed: int, prompt_index: int) -> int:
     vLLM seeds the ``n`` samples of one request with ``seed + i``; hashed seeds keep those ranges of
     different prompts (and different ``seed`` values) apart.
     """
-    digest = hashlib.sha256(f"{seed}/{prompt_index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 2
+    return hash_seed(seed, prompt_index, bits=62)
 
 
 class VLLMGenerator(Generator):

@@ -1,35 +1,54 @@
 """Ranking objectives on the implicit reward ``g = beta * log(pi / pi_ref)`` (Jin et al. 2025, Table 1).
 
 Every objective is a pure function ``fn(policy_logps, reference_logps, beta=0.1, mask=None, **options)``
-over ``[B, m]`` candidate lists sorted best-first, and is registered in :data:`OBJECTIVES`.
+over ``[B, m]`` candidate lists sorted best-first, and is registered in :data:`OBJECTIVES`. Importing this
+package loads no torch: the functions are imported on first use.
 """
 
-from larpo.losses.baselines import ipo_loss, simpo_loss
-from larpo.losses.contrastive import contrastive_loss
-from larpo.losses.lambda_weights import delta_ndcg_weights
-from larpo.losses.lambdarank import lambdarank_loss
-from larpo.losses.listmle import listmle_loss
-from larpo.losses.pairwise import pairwise_loss
-from larpo.losses.registry import OBJECTIVES, Objective, check_options, get_objective, register_objective
-from larpo.losses.rft import rft_loss
+from __future__ import annotations
 
-register_objective("pairwise", pairwise_loss, kind="ranking", summary="DPO: best vs last candidate")
-register_objective("contrastive", contrastive_loss, kind="ranking", summary="InfoNCE: best vs all others")
+from typing import Any
+
+from larpo.losses.registry import OBJECTIVES, Objective, check_options, get_objective, register_objective
+
+_FUNCTIONS = {
+    "pairwise_loss": "pairwise", "contrastive_loss": "contrastive", "lambdarank_loss": "lambdarank",
+    "listmle_loss": "listmle", "simpo_loss": "baselines", "ipo_loss": "baselines", "rft_loss": "rft",
+    "delta_ndcg_weights": "lambda_weights", "preference_pairs": "_lists",
+}  # fmt: skip
+"""Functions of this package, each imported (with torch) from its module on first use."""
+
+
+def _path(function: str) -> str:
+    return f"larpo.losses.{_FUNCTIONS[function]}:{function}"
+
+
+register_objective("pairwise", _path("pairwise_loss"), kind="ranking", summary="DPO: best vs last candidate")
+register_objective("contrastive", _path("contrastive_loss"), kind="ranking", summary="InfoNCE: best vs all others")
 register_objective(
-    "lambdarank", lambdarank_loss, kind="ranking", summary="logistic loss over all ordered pairs"
+    "lambdarank", _path("lambdarank_loss"), kind="ranking", summary="logistic loss over all ordered pairs"
 )
-register_objective("listmle", listmle_loss, kind="ranking", summary="Plackett-Luce likelihood of the order")
+register_objective("listmle", _path("listmle_loss"), kind="ranking", summary="Plackett-Luce likelihood of the order")
 register_objective(
     "simpo",
-    simpo_loss,
+    _path("simpo_loss"),
     kind="baseline",
     reference_free=True,
     summary="SimPO: reference-free, length-normalised",
 )
-register_objective("ipo", ipo_loss, kind="baseline", summary="IPO: squared log-ratio margin")
+register_objective("ipo", _path("ipo_loss"), kind="baseline", summary="IPO: squared log-ratio margin")
 register_objective(
-    "rft", rft_loss, kind="control", reference_free=True, summary="control: NLL of the best candidate only"
+    "rft", _path("rft_loss"), kind="control", reference_free=True, summary="control: NLL of the best candidate only"
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FUNCTIONS:
+        import importlib
+
+        return getattr(importlib.import_module(f"larpo.losses.{_FUNCTIONS[name]}"), name)
+    raise AttributeError(f"module 'larpo.losses' has no attribute {name!r}")
+
 
 __all__ = [
     "OBJECTIVES",
@@ -42,6 +61,7 @@ __all__ = [
     "lambdarank_loss",
     "listmle_loss",
     "pairwise_loss",
+    "preference_pairs",
     "register_objective",
     "rft_loss",
     "simpo_loss",

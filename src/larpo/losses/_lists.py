@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -116,6 +117,12 @@ def preference_pairs(mask: Tensor, scores: Tensor | None = None) -> Tensor:
     zero = scores.new_zeros(())
     safe = torch.where(mask, scores, zero)
     return both_real & (safe.unsqueeze(2) > safe.unsqueeze(1))
+
+
+def pairwise_logistic_losses(rewards: Tensor) -> Tensor:
+    """``[B, m, m]`` Bradley-Terry losses ``-log sigmoid(g_i - g_j)`` of ranking candidate i above j,
+    for every ordered pair (weight or mask them to choose the pairs)."""
+    return -F.logsigmoid(rewards.unsqueeze(2) - rewards.unsqueeze(1))
 
 
 def best_and_worst(mask: Tensor, scores: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
-from larpo.losses._lists import rank_lists, reduce_rows
+from larpo.losses._lists import pairwise_logistic_losses, rank_lists, reduce_rows
 from larpo.losses.lambda_weights import delta_ndcg_weights
 
 
@@ -48,7 +47,7 @@ def lambdarank_loss(
         length_normalize=length_normalize,
     )
     g = lists.rewards
-    pair_loss = -F.logsigmoid(g.unsqueeze(2) - g.unsqueeze(1))  # (B, m, m): [b, i, j]
+    pair_loss = pairwise_logistic_losses(g)  # (B, m, m): [b, i, j]
     if lambda_weights:
         pair_loss = pair_loss * delta_ndcg_weights(g, lists.mask, scores)
     row_loss = (pair_loss * lists.pairs).sum(dim=(1, 2))

@@ -5,10 +5,9 @@ Jin et al. 2025, Table 1 and Appendix F; Rafailov et al. 2023.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
-from larpo.losses._lists import best_vs_worst_pairs, rank_lists, reduce_rows
+from larpo.losses._lists import best_vs_worst_pairs, pairwise_logistic_losses, rank_lists, reduce_rows
 
 
 def pairwise_loss(
@@ -51,6 +50,5 @@ def pairwise_loss(
         length_normalize=length_normalize,
     )
     weights, active = best_vs_worst_pairs(lists)
-    g = lists.rewards
-    pair_loss = -F.logsigmoid(g.unsqueeze(2) - g.unsqueeze(1))  # (B, m, m): [b, winner, loser]
+    pair_loss = pairwise_logistic_losses(lists.rewards)  # (B, m, m): [b, winner, loser]
     return reduce_rows((weights * pair_loss).sum(dim=(1, 2)), active, lists, nll_weight, reduction)

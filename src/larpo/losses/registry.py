@@ -1,19 +1,27 @@
 """The objective registry: one place that says which objectives exist.
 
 Configs, the CLI, the docs and the tests all read :data:`OBJECTIVES`; adding an objective is one
-function plus one :func:`register_objective` call.
+function plus one :func:`register_objective` call. A built-in objective is registered by the path of its
+function (``"larpo.losses.pairwise:pairwise_loss"``): its options are read from the function's source and
+the function (with torch) is imported on first call, so configs are checked without importing torch.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-LossFn = Callable[..., Tensor]
+LossFn = Callable[..., "Tensor"]
 Kind = Literal["ranking", "baseline", "control"]
 
 # Arguments every objective takes positionally; anything else is an objective option.
@@ -26,23 +34,31 @@ class Objective:
 
     Attributes:
         name: registry key, used in configs (``objective: contrastive``).
-        fn: the pure loss function ``fn(policy_logps, reference_logps, beta, mask, **options)``.
+        target: the pure loss function ``fn(policy_logps, reference_logps, beta, mask, **options)``, or
+            the ``"module:function"`` path it is imported from on first use (:attr:`fn`).
         kind: ``ranking`` (the paper's four), ``baseline`` (other preference losses) or ``control``.
         reference_free: True when the loss never reads ``reference_logps`` (no reference pass needed).
         summary: one line for ``larpo objectives`` and the docs.
     """
 
     name: str
-    fn: LossFn
+    target: LossFn | str
     kind: Kind
     reference_free: bool
     summary: str
 
     @property
+    def fn(self) -> LossFn:
+        """The loss function (imported from :attr:`target` when that is a path)."""
+        if callable(self.target):
+            return self.target
+        module, _, function = self.target.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+    @property
     def options(self) -> tuple[str, ...]:
         """Names of the keyword options this objective accepts."""
-        params = inspect.signature(self.fn).parameters
-        return tuple(name for name in params if name not in _POSITIONAL)
+        return tuple(name for name in _parameters(self.target) if name not in _POSITIONAL)
 
     def __call__(self, *args, **kwargs) -> Tensor:
         return self.fn(*args, **kwargs)
@@ -52,15 +68,15 @@ OBJECTIVES: dict[str, Objective] = {}
 
 
 def register_objective(
-    name: str, fn: LossFn, *, kind: Kind, reference_free: bool = False, summary: str = ""
+    name: str, fn: LossFn | str, *, kind: Kind, reference_free: bool = False, summary: str = ""
 ) -> Objective:
-    """Add ``fn`` to the registry under ``name`` and return its entry."""
+    """Add ``fn`` (a function, or the ``"module:function"`` path of one) to the registry under ``name``
+    and return its entry."""
     if name in OBJECTIVES:
         raise ValueError(f"objective {name!r} is already registered")
-    params = tuple(inspect.signature(fn).parameters)
-    if params[: len(_POSITIONAL)] != _POSITIONAL:
+    if callable(fn) and _parameters(fn)[: len(_POSITIONAL)] != _POSITIONAL:  # a path is read on first use
         raise TypeError(f"objective {name!r} must start with the arguments {', '.join(_POSITIONAL)}")
-    entry = Objective(name=name, fn=fn, kind=kind, reference_free=reference_free, summary=summary)
+    entry = Objective(name=name, target=fn, kind=kind, reference_free=reference_free, summary=summary)
     OBJECTIVES[name] = entry
     return entry
 
@@ -81,3 +97,29 @@ def check_options(name: str, options: dict) -> None:
         raise ValueError(
             f"objective {name!r} does not take option(s) {', '.join(unknown)}; valid: {', '.join(accepted)}"
         )
+
+
+def _parameters(target: LossFn | str) -> tuple[str, ...]:
+    """The parameter names of a function, or of the function at a ``"module:function"`` path, read
+    from its source without importing the module."""
+    if callable(target):
+        return tuple(inspect.signature(target).parameters)
+    module, _, function = target.partition(":")
+    arguments = _function_arguments(module).get(function)
+    if arguments is None:
+        raise ValueError(f"objective function {target!r}: no function {function!r} in {module}")
+    return arguments
+
+
+@functools.cache
+def _function_arguments(module: str) -> dict[str, tuple[str, ...]]:
+    """The parameter names of every top-level function of ``module``, from its source."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"objective module {module!r} not found")
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    return {
+        node.name: tuple(a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs])
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+    }

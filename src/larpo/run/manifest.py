@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from larpo.errors import InputError
-from larpo.store import atomic_write_json
-
-STAGES = ("generate", "score", "lists", "train", "eval")
+from larpo.io import atomic_write_json
 
 # Settings that may change between invocations of the same run without changing its results so far.
 RESUMABLE_CHANGES = frozenset(
     {"iterations", "output_dir", "vllm_kwargs", "shared_prefix", "logprob_chunk_size"}
 )
 ADDED_SETTINGS = {
-    "generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True, "logprob_chunk_size": 0
+    "generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True, "logprob_chunk_size": 0,
+    "score_batch_size": None,
 }  # fmt: skip
 """Settings added after runs could be started, with the value a stored config without them meant."""
 
@@ -88,7 +87,5 @@ class Manifest:
 
     def mark(self, iteration: int, stage: str, stats: dict[str, Any]) -> None:
         """Record ``stage`` of ``iteration`` as finished and write the manifest atomically."""
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}")
         self.data["completed"].setdefault(str(iteration), {})[stage] = stats
         self.save()

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from larpo.errors import InputError
-from larpo.manifest import read_manifest
-from larpo.plots import plot_iteration_curves, plot_recall_curves
+from larpo.evaluation.plots import plot_iteration_curves, plot_recall_curves
+from larpo.run.manifest import read_manifest
 
 
 def iteration_rows(run_dir: Path) -> list[dict[str, Any]]:

@@ -7,9 +7,6 @@ in the field metadata. Values are type-checked and range-checked here, before an
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +14,14 @@ from typing import Any
 import yaml
 
 from larpo.adapters import LoraSettings, parse_lora
+from larpo.candidates import ListSettings
+from larpo.checks import check_choice, check_field_types, check_known_keys, read_yaml_mapping
 from larpo.errors import InputError
-from larpo.generation.vllm_backend import check_engine_kwargs
 from larpo.losses import OBJECTIVES, check_options
+from larpo.seeding import hash_seed
+
+# Nothing here imports torch or transformers at module level: the CLI validates a config in a fraction
+# of a second, before any model is loaded (the trainer arguments are imported where they are needed).
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
@@ -50,6 +52,9 @@ class RunConfig:
     top_p: float = _f(1.0, "nucleus sampling threshold")
     max_new_tokens: int = _f(64, "longest response sampled, in tokens")
     generation_batch_size: int = _f(64, "prompts per generation call")
+    score_batch_size: int | None = _f(
+        None, "prompts per reranker call (null: generation_batch_size)"
+    )
     generator: str = _f(
         "transformers", "sampling backend: transformers (model.generate) or vllm (larpo[vllm])"
     )
@@ -112,12 +117,12 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_field_types(self, where="config: ")
         for name in ("model", "prompts", "reward", "output_dir"):
             if not getattr(self, name):
                 raise InputError(f"config: '{name}' is required")
         positive = ["eval_every", "eval_samples", "eval_samples_between", "iterations", "num_candidates", "max_new_tokens",
-                    "generation_batch_size", "batch_size",
+                    "generation_batch_size", "score_batch_size", "batch_size",
                     "gradient_accumulation_steps", "prompts_per_iteration", "positives", "negatives",
                     "max_candidates", "max_length"]  # fmt: skip
         for name in positive:
@@ -147,22 +152,18 @@ class RunConfig:
             raise InputError(f"config: 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.nll_weight < 0:
             raise InputError(f"config: 'nll_weight' must be >= 0, got {self.nll_weight}")
-        _check_choice("memorization", self.memorization, ("current", "previous", "all"))
-        _check_choice("negative_source", self.negative_source, ("policy", "random", "related"))
-        _check_choice("reference", self.reference, ("initial", "previous"))
-        _check_choice("dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
-        _check_choice("generator", self.generator, ("transformers", "vllm"))
+        check_choice("config: 'reference'", self.reference, ("initial", "previous"))
+        check_choice("config: 'dtype'", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        check_choice("config: 'generator'", self.generator, ("transformers", "vllm"))
         if self.vllm_kwargs and self.generator != "vllm":
             raise InputError("config: 'vllm_kwargs' is set but 'generator' is not vllm")
-        try:
-            check_engine_kwargs(self.vllm_kwargs)
-        except InputError as error:
-            raise InputError(f"config: {error}") from None
-        _check_choice("objective", self.objective, tuple(sorted(OBJECTIVES)))
-        try:
-            check_options(self.objective, self.objective_options)
-        except ValueError as error:
-            raise InputError(f"config: {error}") from None
+        if self.vllm_kwargs:
+            from larpo.generation.vllm_backend import check_engine_kwargs
+
+            try:
+                check_engine_kwargs(self.vllm_kwargs)
+            except InputError as error:
+                raise InputError(f"config: {error}") from None
         if any(not 1 <= k <= self.eval_samples for k in self.eval_ks):
             raise InputError(f"config: every eval_ks value must be in 1..eval_samples={self.eval_samples}")
         if min(self.eval_temperatures) <= 0:
@@ -170,10 +171,11 @@ class RunConfig:
         if self.eval_ranking_prompts < 0:
             raise InputError(f"config: 'eval_ranking_prompts' must be >= 0, got {self.eval_ranking_prompts}")
         parse_lora(self.peft)
-        if (self.positives is None) != (self.negatives is None):
-            raise InputError("config: set both 'positives' and 'negatives', or neither")
-        if self.negative_source != "policy" and self.negatives is None:
-            raise InputError(f"config: negative_source {self.negative_source!r} needs 'negatives' (how many)")
+        try:
+            self.list_settings()
+        except InputError as error:
+            raise InputError(f"config: {error}") from None
+        _check_objective(self.objective, self.objective_options)
 
     @property
     def lora(self) -> LoraSettings | None:
@@ -182,6 +184,63 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def scoring_chunk_size(self) -> int:
+        """Prompts per reranker call: ``score_batch_size``, or ``generation_batch_size`` when unset."""
+        return self.score_batch_size or self.generation_batch_size
+
+    def list_settings(self) -> ListSettings:
+        """How iteration lists are built (memorization, dedup, selection, negatives)."""
+        return ListSettings(
+            memorization=self.memorization,
+            dedup=self.dedup,
+            positives=self.positives,
+            negatives=self.negatives,
+            max_candidates=self.max_candidates,
+            drop_all_tied=self.drop_all_tied,
+            negative_source=self.negative_source,
+        )
+
+    def training_arguments(self, iteration: int) -> dict[str, Any]:
+        """The ``transformers.TrainingArguments`` settings (and ``max_length``) of iteration ``iteration``'s
+        train stage, shared by every trainer a run can use (larpo's, or one a benchmark swaps in)."""
+        from larpo.model_io import resolve_dtype  # imports torch
+
+        low_precision = str(resolve_dtype(self.dtype)).removeprefix("torch.")
+        return {
+            "learning_rate": self.learning_rate,
+            "num_train_epochs": self.epochs,
+            "per_device_train_batch_size": self.batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "lr_scheduler_type": _scheduler_with_warmup(self.lr_scheduler_type, self.warmup_ratio),
+            # transformers 5 has no warmup_ratio: a warmup_steps value below 1 is a fraction of the steps
+            "warmup_steps": self.warmup_ratio,
+            "max_length": self.max_length,
+            "seed": hash_seed(self.seed, "train", iteration) % (2**31),
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "report_to": "none",
+            "dataloader_pin_memory": False,
+            "bf16": low_precision == "bfloat16",
+            "fp16": low_precision == "float16",
+        }
+
+    def listwise_config(self, iteration: int, output_dir: str, **settings: Any):
+        """The :class:`~larpo.trainer.ListwiseConfig` of iteration ``iteration`` (``settings`` added)."""
+        from larpo.trainer import ListwiseConfig  # imports transformers
+
+        return ListwiseConfig(
+            output_dir=output_dir,
+            objective=self.objective,
+            objective_options=self.objective_options,
+            beta=self.beta,
+            nll_weight=self.nll_weight,
+            shared_prefix=self.shared_prefix,
+            logprob_chunk_size=self.logprob_chunk_size,
+            **self.training_arguments(iteration),
+            **settings,
+        )
 
 
 def load_run_config(
@@ -205,93 +264,18 @@ def load_run_config(
         except yaml.YAMLError:
             raise InputError(f"override {item!r}: the value is not valid YAML") from None
     settings.update({k: v for k, v in extra.items() if v is not None})
-    valid = [f.name for f in dataclasses.fields(RunConfig)]
-    for key in settings:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"config: unknown key {key!r}{hint}")
+    check_known_keys(settings, [f.name for f in dataclasses.fields(RunConfig)], "config: unknown key")
     return RunConfig(**settings)
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; anything else is an InputError."""
+def _check_objective(objective: str, options: dict[str, Any]) -> None:
+    check_choice("config: 'objective'", objective, sorted(OBJECTIVES))
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the config ({error})") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise InputError(f"{path}: a config must be a mapping of settings, got {type(loaded).__name__}")
-    return loaded
+        check_options(objective, options)
+    except ValueError as error:
+        raise InputError(f"config: {error}") from None
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InputError(f"config: '{name}' must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_types(config: RunConfig) -> None:
-    hints = typing.get_type_hints(RunConfig)
-    for item in dataclasses.fields(config):
-        value = _yaml11_float(getattr(config, item.name), hints[item.name])
-        setattr(config, item.name, value)
-        if not _conforms(value, hints[item.name]):
-            raise InputError(
-                f"config: '{item.name}' must be {_describe(hints[item.name])}, got {type(value).__name__} {value!r}"
-            )
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and hints[item.name] in (float, float | None)
-        ):
-            setattr(config, item.name, float(value))
-
-
-def _yaml11_float(value: Any, hint: Any) -> Any:
-    """PyYAML reads ``1e-5`` (no dot) as a string; read it as the number the user meant."""
-    if isinstance(value, str) and _conforms(0.5, hint) and not _conforms(value, hint):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _conforms(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_conforms(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and bool(value) and all(_conforms(v, item) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
-    raise TypeError(f"unsupported config type {hint}")
-
-
-def _describe(hint: Any) -> str:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return "null"
-    if typing.get_origin(hint) is list:
-        return f"a non-empty list of {_describe(typing.get_args(hint)[0])}"
-    if typing.get_origin(hint) is dict:
-        return "a mapping"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
+def _scheduler_with_warmup(scheduler: str, warmup_ratio: float) -> str:
+    """transformers' ``constant`` schedule ignores warmup; with a warmup it is ``constant_with_warmup``."""
+    return "constant_with_warmup" if scheduler == "constant" and warmup_ratio > 0 else scheduler

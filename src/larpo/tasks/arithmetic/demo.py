@@ -19,10 +19,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from larpo.loop import LarpoRun
-from larpo.report import iteration_rows, write_report
-from larpo.run_config import RunConfig
-from larpo.store import atomic_write_json, atomic_write_text
+from larpo.errors import InputError
+from larpo.evaluation.report import iteration_rows, write_report
+from larpo.io import atomic_write_json, atomic_write_text
+from larpo.run import run as run_larpo
+from larpo.run.config import RunConfig
 from larpo.tasks import arithmetic
 
 REWARDS = {"graded": "larpo.tasks.arithmetic:graded_reward", "exact": "larpo.tasks.arithmetic:exact_match"}
@@ -59,6 +60,21 @@ class DemoSettings:
     warmup_ratio: float = 0.1
     lr_scheduler_type: str = "constant"
 
+    def check(self) -> None:
+        """Raise an InputError naming the option (``larpo demo --...``) of a setting out of range."""
+        from larpo.losses import get_objective
+
+        try:
+            get_objective(self.objective)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        if self.reward not in REWARDS:
+            raise InputError(f"unknown demo reward {self.reward!r}; valid: {', '.join(REWARDS)}")
+        if not 0.0 <= self.demonstration_error_rate <= 1.0:
+            raise InputError(f"--error-rate must be in [0, 1], got {self.demonstration_error_rate}")
+        if self.iterations < 1:
+            raise InputError(f"--iterations must be at least 1, got {self.iterations}")
+
     def run_config(self, output: Path, max_new_tokens: int) -> RunConfig:
         return RunConfig(
             model=str(output / "sft"),
@@ -92,7 +108,7 @@ def run_demo(output: Path, settings: DemoSettings, console: Console | None = Non
     """SFT, then LarPO iterations, then the before/after report; returns ``report.json``'s content."""
     console = console or Console(stderr=True)
     max_new_tokens = prepare_start(output, settings, console)
-    LarpoRun(settings.run_config(output, max_new_tokens), console).execute()
+    run_larpo(settings.run_config(output, max_new_tokens), console=console)
     report = _report(output, settings)
     atomic_write_json(output / "report.json", report)
     console.print(_before_after_table(report))

@@ -1,10 +1,7 @@
-"""benchmarks/trl_iterative.py's list -> DPO pair conversion: first and last response, short lists skipped."""
+"""The list -> DPO pair conversion (used by benchmarks/trl_iterative.py): first and last response, short
+lists skipped."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from trl_iterative import preference_pairs  # noqa: E402
+from larpo.run.lists import preference_pairs
 
 
 def test_pairs_take_first_and_last_and_skip_short_lists():

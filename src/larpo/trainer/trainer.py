@@ -19,11 +19,11 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer
 
 from larpo.adapters import without_adapters
-from larpo.config import ListwiseConfig
 from larpo.data import ListCollator
+from larpo.evaluation.metrics import implicit_rewards, ranking_stats
 from larpo.logprobs import list_logps
 from larpo.losses import get_objective
-from larpo.metrics import implicit_rewards, ranking_stats
+from larpo.trainer.config import ListwiseConfig
 
 
 class ListwiseTrainer(Trainer):

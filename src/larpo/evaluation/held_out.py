@@ -16,8 +16,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from larpo.adapters import without_adapters
 from larpo.errors import InputError
+from larpo.evaluation.metrics import kendall_tau, mean_pass_at_k, ndcg_at_k, scale_to_unit, win_rate
 from larpo.generation import Generator, SamplingParams
-from larpo.metrics import kendall_tau, mean_pass_at_k, ndcg_at_k, scale_to_unit, win_rate
 from larpo.reference import response_logps
 from larpo.rewards import Reranker
 
@@ -178,6 +178,39 @@ def export_alpaca_eval(
         for i, o in zip(instructions, outputs, strict=True)
     ]
     Path(path).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def evaluate_model_dir(
+    model: Path, prompts: Path, reward: str, output: Path, settings: EvalSettings, *, batch_size: int = 64,
+    dtype: str = "auto", baseline_model: Path | None = None, alpaca_eval: Path | None = None,
+) -> dict[str, Any]:
+    """``larpo eval``: :func:`evaluate_policy` of the model directory ``model`` on the prompts file
+    ``prompts`` with the reranker ``reward``; writes ``eval.json`` and ``pass_at_n.png`` to ``output``
+    (and AlpacaEval outputs to ``alpaca_eval``). The win rate is against ``baseline_model``'s greedy outputs."""
+    from larpo.evaluation.plots import plot_recall_curves
+    from larpo.generation import TransformersGenerator
+    from larpo.io import atomic_write_json
+    from larpo.model_io import check_prompt_lengths, load_policy
+    from larpo.prompts import load_prompts
+    from larpo.rewards import load_reranker
+
+    items = load_prompts(prompts)
+    reranker = load_reranker(reward)
+    policy, tokenizer = load_policy(model, dtype)
+    check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
+                         max_new_tokens=settings.max_new_tokens, where=f"{prompts}: ")  # fmt: skip
+    baseline = None
+    if baseline_model is not None:
+        baseline = TransformersGenerator(*load_policy(baseline_model, dtype), batch_size=batch_size)
+    texts = [p.text for p in items]
+    generator = TransformersGenerator(policy, tokenizer, batch_size=batch_size)
+    result = evaluate_policy(generator, reranker, texts, settings, baseline=baseline)
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output / "eval.json", result)
+    plot_recall_curves(result["recall_curve"], output / "pass_at_n.png", f"{model.name}")
+    if alpaca_eval is not None:
+        export_alpaca_eval(alpaca_eval, texts, result["greedy_outputs"], model.name)
+    return result
 
 
 def _fraction(flags) -> float:

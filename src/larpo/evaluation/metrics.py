@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from larpo.losses._lists import preference_pairs
+from larpo.losses import preference_pairs
 
 
 def implicit_rewards(

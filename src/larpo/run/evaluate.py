@@ -1,0 +1,80 @@
+"""The ``eval`` stage: the policy after iteration s (-1: the initial model) on the held-out prompts.
+
+Greedy accuracy, pass@k and mean reward (:func:`larpo.evaluation.evaluate_policy`), and the NDCG and
+Kendall tau of the implicit reward over the policy's own held-out samples. -> ``eval/iter_<s>.json``
+(``eval/initial.json`` for the initial model).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_lists, ranking_quality
+from larpo.io import atomic_write_json
+from larpo.run.context import RunContext
+from larpo.seeding import hash_seed
+
+REPORTED = ("greedy_accuracy", "mean_reward", "pass_at_k", "ndcg", "kendall_tau")
+"""The results of an evaluation that the manifest records (the file keeps everything)."""
+
+
+def stage(ctx: RunContext, s: int) -> dict[str, Any]:
+    """Evaluate the policy after iteration ``s`` (-1: the initial model) on the held-out prompts."""
+    config = ctx.config
+    last = s == config.iterations - 1
+    if not ctx.eval_prompts or (s >= 0 and (s + 1) % config.eval_every and not last):
+        return {"skipped": True}
+    path = ctx.run_dir / "eval" / ("initial.json" if s < 0 else f"iter_{s}.json")
+    if not path.exists():
+        texts = [p.text for p in ctx.eval_prompts]
+        keep = s >= 0 and config.eval_ranking_prompts > 0
+        with ctx.generator(ctx.model_path(s)) as generator:
+            result = evaluate_policy(generator, ctx.eval_reranker, texts, settings(ctx, s), keep_samples=keep)
+        kept = result.pop("samples", None)
+        if kept:
+            result.update(held_out_ranking(ctx, s, texts, kept))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, result)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    return {key: result[key] for key in REPORTED if key in result}
+
+
+def settings(ctx: RunContext, s: int) -> EvalSettings:
+    """The evaluation settings after iteration ``s``: ``eval_samples_between`` samples per prompt (when
+    set) for the cheaper checks between the initial and the last evaluation."""
+    config = ctx.config
+    num_samples = config.eval_samples
+    if 0 <= s < config.iterations - 1 and config.eval_samples_between is not None:
+        num_samples = config.eval_samples_between
+    return EvalSettings(
+        num_samples=num_samples,
+        temperatures=config.eval_temperatures,
+        ks=[k for k in config.eval_ks if k <= num_samples],
+        max_new_tokens=config.max_new_tokens,
+        correct_threshold=config.eval_threshold,
+        seed=hash_seed(config.seed, "eval") % (2**31),
+    )
+
+
+def held_out_ranking(ctx: RunContext, s: int, prompts: list[str], kept: dict[str, list]) -> dict[str, Any]:
+    """NDCG / Kendall tau of the implicit reward on the policy's held-out sample lists ``kept``
+    (``responses`` and ``scores`` per prompt)."""
+    config = ctx.config
+    chosen = [
+        i for i, (responses, scores) in enumerate(zip(kept["responses"], kept["scores"], strict=True))
+        if len(responses) > 1 and len(set(scores)) > 1
+    ][: config.eval_ranking_prompts]  # fmt: skip
+    if not chosen:
+        return {"ndcg": None, "kendall_tau": None}
+    policy, tokenizer = ctx.policy(ctx.model_path(s))
+    if ctx.lora and config.reference == "initial":
+        reference = None  # the policy with its adapters disabled
+    else:
+        reference_path = config.model if config.reference == "initial" else ctx.model_path(s - 1)
+        reference = ctx.load(reference_path)[0].to(policy.device)
+    rewards = implicit_rewards_of_lists(
+        policy, reference, tokenizer, [prompts[i] for i in chosen],
+        [kept["responses"][i] for i in chosen], config.beta,
+    )  # fmt: skip
+    return ranking_quality(rewards, [kept["scores"][i] for i in chosen])

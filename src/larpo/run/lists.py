@@ -1,0 +1,89 @@
+"""The ``lists`` stage: iteration s's ranked candidate lists, with reference log-probs.
+
+Lists are built from the candidates of the memorization window (:func:`larpo.candidates.build_lists`).
+With ``reference: initial`` each (prompt, response)'s reference log-prob is computed once and kept in
+the candidate store; with ``reference: previous`` it is computed with the policy of iteration s-1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from larpo.adapters import without_adapters
+from larpo.candidates import CandidateList, build_lists, memorization_window
+from larpo.faults import fault_point
+from larpo.io import atomic_write_jsonl
+from larpo.run.context import RunContext
+
+
+def stage(ctx: RunContext, s: int) -> dict[str, Any]:
+    """Build iteration ``s``'s candidate lists and attach reference log-probs."""
+    iterations = list(memorization_window(s, ctx.config.memorization))
+    lists, stats = build_lists(ctx.store.read_all(iterations), s, ctx.config.list_settings())
+    if ctx.config.reference == "initial":
+        lists = cached_reference_logps(ctx, lists, iterations, s)
+    else:
+        lists = fresh_reference_logps(ctx, lists, ctx.model_path(s - 1))
+    path = ctx.iteration_dir(s) / "lists.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(path, (dataclasses.asdict(item) for item in lists))
+    fault_point("lists.write")
+    return stats.as_dict()
+
+
+def cached_reference_logps(
+    ctx: RunContext, lists: list[CandidateList], iterations: list[int], s: int
+) -> list[CandidateList]:
+    """Reference = initial model: compute each (prompt, response) once, keep it in the store.
+
+    With adapters, the initial model is the current policy with its adapters disabled (no second
+    model is loaded).
+    """
+    by_iteration = {i: ctx.store.read(i) for i in iterations}
+    cache = {
+        (r.prompt_id, r.response): r.reference_logp
+        for records in by_iteration.values()
+        for r in records
+        if r.reference_logp is not None
+    }
+    missing = sorted(
+        {(x.prompt_id, x.prompt, y) for x in lists for y in x.responses if (x.prompt_id, y) not in cache}
+    )
+    if missing:
+        model, tokenizer = ctx.policy(ctx.model_path(s - 1) if ctx.lora else ctx.config.model)
+        with without_adapters(model):
+            values = ctx.response_logps(model, tokenizer, [(p, y) for _, p, y in missing])
+        cache.update({(pid, y): v for (pid, _, y), v in zip(missing, values, strict=True)})
+        for i, records in by_iteration.items():
+            updated = [
+                dataclasses.replace(r, reference_logp=cache.get((r.prompt_id, r.response), r.reference_logp))
+                for r in records
+            ]
+            if updated != records:
+                ctx.store.replace(i, updated)
+                fault_point("lists.reference")
+    return [
+        dataclasses.replace(x, reference_logps=[cache[(x.prompt_id, y)] for y in x.responses]) for x in lists
+    ]
+
+
+def fresh_reference_logps(ctx: RunContext, lists: list[CandidateList], reference_path: str) -> list[CandidateList]:
+    """Reference = previous iteration's policy: computed for every list candidate."""
+    model, tokenizer = ctx.policy(reference_path)
+    pairs = [(x.prompt, y) for x in lists for y in x.responses]
+    values = iter(ctx.response_logps(model, tokenizer, pairs))
+    return [dataclasses.replace(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
+
+
+def preference_pairs(lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One preference pair per list of at least 2 responses (best first), for pairwise trainers such as
+    TRL's DPOTrainer: its first and last response, with their reference log-probs (``None`` when the list
+    has none)."""
+    pairs = []
+    for item in lists:
+        responses, reference = item["responses"], item.get("reference_logps")
+        if len(responses) >= 2:
+            pairs.append({"prompt": item["prompt"], "chosen": responses[0], "rejected": responses[-1],
+                          "reference": [reference[0], reference[-1]] if reference else None})  # fmt: skip
+    return pairs

@@ -1,0 +1,106 @@
+"""The loop over iterations and stages (the stage list is :data:`STAGES`), and the summary line."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from larpo.io import remove_stale_temp_files
+from larpo.run import evaluate, generate, lists, score, train
+from larpo.run.config import RunConfig
+from larpo.run.context import RunContext
+
+StageFn = Callable[[RunContext, int], dict[str, Any]]
+"""A stage: ``stage(ctx, s)`` does its work for iteration ``s`` (resuming a part-done one) and returns
+its statistics, recorded in the manifest (only the main process's are)."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of every iteration, in :data:`STAGES` order."""
+
+    name: str
+    run: StageFn
+    every_process: bool
+    """True: every process under ``accelerate launch`` runs it; False: the main one, while the others wait."""
+
+
+STAGES = (
+    Stage("generate", generate.stage, every_process=True),
+    Stage("score", score.stage, every_process=True),
+    Stage("lists", lists.stage, every_process=False),
+    Stage("train", train.stage, every_process=True),
+    Stage("eval", evaluate.stage, every_process=False),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+
+
+def run(
+    config: RunConfig, stages: Mapping[str, StageFn] | None = None, console: Console | None = None
+) -> dict[str, Any]:
+    """Run (or resume) every unfinished stage of every iteration of ``config``; the manifest's data.
+
+    ``stages`` replaces stages by name, e.g. ``run(config, stages={"train": my_train})`` trains with
+    another trainer while sampling, scoring, lists, evaluation and resumption stay larpo's.
+
+    Raises:
+        InputError: a bad input, found before anything is written (see :meth:`RunContext.open`).
+    """
+    return execute(RunContext.open(config, console), stages)
+
+
+def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dict[str, Any]:
+    """:func:`run` on an opened context."""
+    stages = dict(stages or {})
+    unknown = sorted(set(stages) - set(STAGE_NAMES))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGE_NAMES)}")
+    chosen = [Stage(s.name, stages.get(s.name, s.run), s.every_process) for s in STAGES]
+    ctx.state.wait_for_everyone()  # every process has checked its inputs before anything is written
+    if ctx.is_main:
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(ctx.run_dir)  # torn temp files of a crashed write
+        ctx.manifest.save()
+    if ctx.eval_prompts and not ctx.manifest.done(-1, "eval"):  # the initial model, as iteration -1
+        run_stage(ctx, -1, next(stage for stage in chosen if stage.name == "eval"))
+    for s in range(ctx.config.iterations):
+        for stage in chosen:
+            if not ctx.manifest.done(s, stage.name):
+                run_stage(ctx, s, stage)
+        ctx.console.print(summary(ctx, s), soft_wrap=True, highlight=False)
+    return ctx.manifest.data
+
+
+def run_stage(ctx: RunContext, s: int, stage: Stage) -> None:
+    """Run one stage (on every process, or on the main one while the others wait) and record it."""
+    started = time.perf_counter()
+    stats = stage.run(ctx, s) if stage.every_process or ctx.is_main else {}
+    if ctx.is_main:
+        ctx.manifest.mark(s, stage.name, stats)
+        if s >= 0:  # the initial evaluation is not timed
+            ctx.log({"iteration": s, "stage": stage.name, "seconds": round(time.perf_counter() - started, 3)})
+    ctx.state.wait_for_everyone()
+    if not ctx.is_main:
+        ctx.manifest.reload()  # every process sees the stages the main process recorded
+
+
+def summary(ctx: RunContext, s: int) -> str:
+    """One line per iteration from the manifest."""
+    manifest = ctx.manifest
+    g, sc = manifest.stats(s, "generate"), manifest.stats(s, "score")
+    li, tr = manifest.stats(s, "lists"), manifest.stats(s, "train")
+    loss = f"{tr['loss']:.4f}" if tr.get("loss") is not None else "-"
+    accuracy = f"{tr['ranking_accuracy']:.3f}" if tr.get("ranking_accuracy") is not None else "-"
+    line = (
+        f"iter {s}: {g['candidates']} candidates ({g['duplicates']} duplicates), "
+        f"{li['lists_built']} lists ({li['skipped_too_few'] + li['dropped_all_tied']} skipped), "
+        f"loss {loss}, ranking acc {accuracy}, mean reward {sc['mean_reward']:.4f}"
+    )
+    ev = manifest.stats(s, "eval")
+    if "greedy_accuracy" in ev:
+        line += f", held-out greedy acc {ev['greedy_accuracy']:.3f}"
+    return line

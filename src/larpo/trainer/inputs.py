@@ -1,0 +1,115 @@
+"""What ``larpo train`` trains on: its lists (a lists file or scored candidates) and its settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from larpo.adapters import LoraSettings
+from larpo.candidates import ListSettings, build_lists
+from larpo.checks import check_known_keys, yaml_number
+from larpo.errors import InputError
+from larpo.jsonl import read_jsonl, read_ranked_lists
+from larpo.store import read_candidates
+from larpo.trainer.config import ListwiseConfig
+
+
+def read_training_lists(path: Path) -> list[dict[str, Any]]:
+    """Ranked lists from ``path``: a lists file, or a scored candidate file grouped by prompt."""
+    first = read_jsonl(path)[0]
+    if "responses" in first:
+        return read_ranked_lists(path)
+    records = read_candidates(path)
+    if any(r.score is None for r in records):
+        raise InputError(f"{path}: candidates without a score; run `larpo score` first")
+    lists, _ = build_lists(records, max(r.iteration for r in records), ListSettings(memorization="all"))
+    if not lists:
+        raise InputError(f"{path}: no prompt has 2 differently scored candidates to rank")
+    return [{"prompt": x.prompt, "responses": x.responses, "scores": x.scores} for x in lists]
+
+
+def check_list_lengths(
+    examples: list[dict[str, Any]], max_length: int | None, context: int | None, where: Path
+) -> None:
+    """Every list fits: its prompt is shorter than ``max_length`` (responses are cut to fit it, prompts
+    never are), and its longest prompt + response, after that cut, fits the model's context."""
+    for number, example in enumerate(examples, start=1):
+        prompt = len(example["prompt_ids"])
+        if max_length is not None and prompt >= max_length:
+            raise InputError(
+                f"{where}: record {number}: the prompt has {prompt} tokens, which does not fit max_length={max_length}"
+            )
+        longest = prompt + max(len(r) for r in example["response_ids"])
+        if max_length is not None:
+            longest = min(longest, max_length)
+        if context is not None and longest > context:
+            raise InputError(
+                f"{where}: record {number}: prompt + response is {longest} tokens, more than the model's "
+                f"context of {context} (max_position_embeddings); shorten it or set --max-length"
+            )
+
+
+def listwise_config(**settings: Any) -> ListwiseConfig:
+    """A ListwiseConfig from plain settings (a YAML file, flags); unknown keys and invalid values become
+    InputError."""
+    fields = {f.name: f for f in dataclasses.fields(ListwiseConfig) if f.init}
+    check_known_keys(settings, sorted(fields), "unknown training setting")
+    for key, value in settings.items():
+        settings[key] = _as_number(key, value, fields[key].default)
+    defaults = {"report_to": "none", "logging_steps": 10}
+    try:
+        return ListwiseConfig(**{**defaults, **settings})
+    except (ValueError, TypeError) as error:
+        raise InputError(str(error).splitlines()[0]) from None
+
+
+def _as_number(key: str, value: Any, default: Any) -> Any:
+    """``value`` of a setting whose default is a number, as a number (a string that spells one, as YAML
+    reads ``1e-5``, included); a value that is no number is an InputError. Other settings pass through."""
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        return value
+    number = yaml_number(value)
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise InputError(f"{key} must be a number, got {type(value).__name__} {value!r}")
+    if isinstance(default, int) and isinstance(number, float) and isinstance(value, str):
+        if not number.is_integer():
+            raise InputError(f"{key} must be a whole number, got {value!r}")
+        return int(number)
+    return number
+
+
+def train_on_file(
+    model: Path, data: Path, output: Path, settings: dict[str, Any], lora: LoraSettings | None, dtype: str
+) -> str:
+    """``larpo train``: train the policy in ``model`` on the lists of ``data`` with ``settings`` (ListwiseConfig
+    fields), with LoRA adapters when ``lora`` is set; save it (and its log) to ``output``. Returns the
+    summary line (empty on every process but the main one under ``accelerate launch``)."""
+    from larpo.adapters import add_lora, save_merged
+    from larpo.data import tokenize_list
+    from larpo.distributed import check_launch
+    from larpo.model_io import load_policy
+    from larpo.trainer import ListwiseTrainer
+
+    args = listwise_config(output_dir=str(output), **settings)
+    check_launch(args.world_size, " or set use_cpu: true in --config")
+    rows = read_training_lists(data)
+    policy, tokenizer = load_policy(model, dtype)
+    if lora:
+        policy = add_lora(policy, lora, seed=args.seed)
+    examples = [tokenize_list(tokenizer, r["prompt"], r["responses"], r.get("scores")) for r in rows]
+    context = getattr(policy.config, "max_position_embeddings", None)
+    check_list_lengths(examples, args.max_length, context, data)
+    trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(str(output))  # a peft model saves its adapter only
+    if not trainer.is_world_process_zero():
+        return ""
+    (output / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    what = "LoRA adapter" if lora else "model"
+    if lora and lora.merge_export != "no":
+        save_merged(trainer.accelerator.unwrap_model(trainer.model), tokenizer, output / "merged")
+        what += f" (merged model in {output / 'merged'})"
+    processes = trainer.accelerator.num_processes
+    return f"trained on {len(examples)} lists with {args.objective} in {processes} process(es); {what} saved to {output}"

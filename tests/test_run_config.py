@@ -1,0 +1,65 @@
+"""The run config's one mapping to the list settings and to the trainer's arguments."""
+
+from pathlib import Path
+
+import pytest
+
+from larpo.candidates import ListSettings
+from larpo.errors import InputError
+from larpo.run.config import load_run_config
+
+REQUIRED = ["model=m", "prompts=p.jsonl", "reward=r.py:f", "output_dir=out"]
+
+
+def config(*overrides):
+    return load_run_config(None, [*REQUIRED, *overrides])
+
+
+def test_list_settings_carry_every_list_key():
+    settings = config("memorization=all", "dedup=false", "positives=2", "negatives=3",
+                      "drop_all_tied=false", "negative_source=related").list_settings()  # fmt: skip
+    assert settings == ListSettings(memorization="all", dedup=False, positives=2, negatives=3,
+                                    drop_all_tied=False, negative_source="related")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["positives=1"], "config: positives and negatives must be set together"),
+        (["positives=1", "negatives=1", "max_candidates=4"], "config: max_candidates applies only when"),
+        (["negative_source=random"], "config: negative_source 'random' needs positives and negatives"),
+        (["memorization=some"], "config: memorization must be one of current, previous, all; got 'some'"),
+        (["max_candidates=1"], "config: max_candidates must be >= 2, got 1"),
+    ],
+)
+def test_list_rules_are_checked_when_the_config_is_read(overrides, message):
+    """The list rules live in ListSettings alone; a config breaking one fails before any run starts."""
+    with pytest.raises(InputError, match=message):
+        config(*overrides)
+
+
+def test_scoring_chunks_default_to_the_generation_batch():
+    assert config("generation_batch_size=5").scoring_chunk_size == 5
+    assert config("generation_batch_size=5", "score_batch_size=2").scoring_chunk_size == 2
+    with pytest.raises(InputError, match="'score_batch_size' must be at least 1, got 0"):
+        config("score_batch_size=0")
+
+
+def test_trainer_arguments_of_an_iteration():
+    arguments = config("learning_rate=1e-5", "epochs=2", "batch_size=4", "gradient_accumulation_steps=3",
+                       "warmup_ratio=0.25", "max_length=40", "dtype=bfloat16").training_arguments(1)  # fmt: skip
+    assert arguments["learning_rate"] == 1e-5  # YAML 1.1 reads 1e-5 as a string: read as the number
+    assert (arguments["num_train_epochs"], arguments["per_device_train_batch_size"]) == (2.0, 4)
+    assert arguments["gradient_accumulation_steps"] == 3 and arguments["max_length"] == 40
+    assert arguments["warmup_steps"] == 0.25 and arguments["lr_scheduler_type"] == "constant_with_warmup"
+    assert (arguments["bf16"], arguments["fp16"]) == (True, False)
+    assert arguments["seed"] != config().training_arguments(0)["seed"]  # each iteration its own seed
+
+
+def test_listwise_config_maps_the_objective_settings(tmp_path: Path):
+    args = config("objective=lambdarank", "objective_options={lambda_weights: true}", "beta=0.5",
+                  "nll_weight=0.2", "shared_prefix=false", "logprob_chunk_size=8").listwise_config(
+        0, str(tmp_path), disable_tqdm=True)  # fmt: skip
+    assert (args.objective, args.objective_options, args.beta) == ("lambdarank", {"lambda_weights": True}, 0.5)
+    assert (args.nll_weight, args.shared_prefix, args.logprob_chunk_size) == (0.2, False, 8)
+    assert args.disable_tqdm and args.logging_steps == 1 and args.save_strategy == "no"
