@@ -147,8 +147,7 @@ def test_wandb_offline_run_holds_the_iteration_metrics(tmp_path, monkeypatch):
 
 def test_a_trainers_logs_continue_at_the_step_offset(tmp_path):
     """A real ListwiseTrainer (report_to none) forwards its per-step logs through the tracker."""
-    from larpo.config import ListwiseConfig
-    from larpo.trainer import ListwiseTrainer
+    from larpo.trainer import ListwiseConfig, ListwiseTrainer
     from tests.helpers import arithmetic_lists, tiny_model_and_tokenizer
 
     model, tokenizer = tiny_model_and_tokenizer()
