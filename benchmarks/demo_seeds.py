@@ -9,7 +9,9 @@ Arms, all from the same SFT start per seed:
   DPO baseline, at the same number of generated samples;
 - ``rft``: rejection-sampling fine-tuning on the same sampling budget: NLL of the best candidate, with
   the exact-match reward so that only verified-correct answers are imitated (the strongest simple control);
-- ``sft``: continued SFT on the same demonstrations for as many optimizer steps as ``default`` took.
+- ``sft``: continued SFT on the same demonstrations for as many optimizer steps as ``default`` took;
+- ``grpo`` (only with ``--arms grpo``, slow): TRL's GRPOTrainer at the same samples per iteration, its
+  learning rate chosen on the validation split (``grpo_arm.py``); its row is the chosen rate's test curve.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from grpo_arm import DEFAULT_LRS, run_arm
 from larpo.evaluation.plots import plot_iteration_curves
 from larpo.run import run as run_larpo
 from larpo.tasks import arithmetic
@@ -47,15 +50,33 @@ def add(results: dict, name: str, seed: int, run_dir: Path, iterations: int) -> 
     results.setdefault(name, []).append((seed, accuracy_by_iteration(run_dir, iterations), run_seconds(run_dir)))
 
 
+def add_grpo(results: dict, args: argparse.Namespace, console: Console) -> None:
+    """The GRPO arm: run with ``--arms grpo``, else read from a finished ``grpo.json``; seconds are its
+    train stages (generation included) and validation evaluations."""
+    path = args.output / "grpo.json"
+    if "grpo" in args.arms:
+        grpo = run_arm(args.seeds, args.grpo_lrs, args.grpo_sweep_seeds or args.seeds[:1], args.output, console)
+    elif path.exists():
+        grpo = json.loads(path.read_text())
+    else:
+        return
+    for row in grpo["chosen"]:
+        if row["seed"] in args.seeds:
+            seconds = row["train_seconds"] + row["validation_eval_seconds"]
+            results.setdefault("grpo", []).append((row["seed"], row["test_curve"], seconds))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--output", type=Path, default=Path("runs/bench_demo"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
     parser.add_argument(
-        "--arms", nargs="+", default=["dpo2", "rft", "sft"], choices=["dpo2", "rft", "sft"],
+        "--arms", nargs="+", default=["dpo2", "rft", "sft"], choices=["dpo2", "rft", "sft", "grpo"],
         help="arms to run besides default (finished runs of the others are still reported)",
     )
+    parser.add_argument("--grpo-lrs", type=float, nargs="+", default=DEFAULT_LRS, help="GRPO learning rates to sweep")
+    parser.add_argument("--grpo-sweep-seeds", type=int, nargs="+", default=None, help="default: the first seed")
     args = parser.parse_args()
     console = Console(stderr=True)
     results: dict[str, list[tuple[int, list[float], float]]] = {}  # arm -> (seed, curve, seconds)
@@ -77,6 +98,7 @@ def main() -> None:
             started = time.perf_counter()
             curve = continued_sft(output, settings, train_steps(output / "run", settings.iterations))
             results.setdefault("sft", []).append((seed, curve, time.perf_counter() - started))
+    add_grpo(results, args, console)
     curves = {name: [curve for _, curve, _ in entries] for name, entries in results.items()}
     rows = []
     settings = DemoSettings()
@@ -85,7 +107,7 @@ def main() -> None:
         "",
         f"Command: `python benchmarks/demo_seeds.py --seeds {' '.join(map(str, args.seeds))}`. "
         f"Held-out greedy accuracy (exact match) on {settings.heldout_prompts} problems; iteration -1 is the SFT "
-        f"start. default, dpo2 and rft draw {settings.num_candidates * settings.prompts_per_iteration} samples per "
+        f"start. default, dpo2, rft and grpo draw {settings.num_candidates * settings.prompts_per_iteration} samples per "
         "iteration; sft draws none (it trains on the flawed demonstrations for as many steps as default).",
         "",
         "| arm | seed | "

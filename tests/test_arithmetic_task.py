@@ -64,6 +64,15 @@ def test_make_problems_rejects_unknown_kinds_and_too_many():
         make_problems(5, seed=0, kind="div")
     with pytest.raises(InputError, match="cannot draw 8101 problems"):
         make_problems(8101, seed=0, kind="add")
+    with pytest.raises(InputError, match=r"per operator: \+ 8098"):
+        make_problems(8100, seed=0, kind="add", exclude=frozenset({"10+10=", "99+99="}))
+
+
+def test_make_problems_draws_around_excluded_problems():
+    excluded = frozenset(make_problems(8000, seed=0, kind="add"))
+    rest = make_problems(100, seed=0, kind="add", exclude=excluded)
+    assert len(set(rest)) == 100 and not excluded & set(rest)
+    assert make_problems(50, seed=4, exclude=frozenset()) == make_problems(50, seed=4)
 
 
 def test_tokenizer_round_trips_prompt_and_answer(tokenizer):

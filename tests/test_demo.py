@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from larpo.losses import OBJECTIVES
-from larpo.tasks.arithmetic import answer, demonstrations, flawed_answer
-from larpo.tasks.arithmetic.demo import DemoSettings, run_demo
+from larpo.tasks.arithmetic import answer, demonstrations, flawed_answer, train_and_heldout_splits
+from larpo.tasks.arithmetic.demo import DemoSettings, prepare_start, prompt_splits, run_demo
 
 SHORT = DemoSettings(
     seed=0,
@@ -78,3 +78,30 @@ def test_flawed_demonstrations_follow_the_error_rate():
     assert flawed == sum(t == flawed_answer(p) != answer(p) for p, t in zip(prompts, targets, strict=True))
     assert 0.5 < flawed / len(wrong) < 0.7
     assert demonstrations(prompts, 0.0, seed=1) == [answer(p) for p in prompts]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_demo_splits_are_disjoint_and_adding_validation_changed_no_other(seed):
+    settings = DemoSettings(seed=seed)
+    splits = prompt_splits(settings)
+    sizes = {name: len(prompts) for name, prompts in splits.items()}
+    assert sizes == {"train": 12000, "heldout": 1000, "validation": 1000, "sft_stop": 200}
+    assert len(set().union(*splits.values())) == 14200  # pairwise disjoint, no repeats
+    # train, test (heldout) and the SFT stop problems are the draw the demo made before validation existed
+    train, rest = train_and_heldout_splits(12000, 1200, seed)
+    assert (splits["train"], splits["heldout"] + splits["sft_stop"]) == (train, rest)
+    assert [sum(op in p[1:] for p in splits["validation"]) for op in "+-*"] == [334, 333, 333]
+    assert prompt_splits(settings) == splits
+    assert prompt_splits(DemoSettings(seed=seed + 2))["validation"] != splits["validation"]
+
+
+def test_prepare_start_writes_the_three_prompt_files(tmp_path):
+    settings = DemoSettings(train_prompts=300, heldout_prompts=60, validation_prompts=90, sft_validation_prompts=30)
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "sft" / "config.json").write_text("{}")  # an existing SFT start: kept, not trained
+    budget = prepare_start(tmp_path, settings, console=None)
+    splits = prompt_splits(settings)
+    for name in ("train", "heldout", "validation"):
+        lines = (tmp_path / f"{name}_prompts.jsonl").read_text().splitlines()
+        assert [json.loads(line)["prompt"] for line in lines] == splits[name]
+    assert budget == 5  # 3-digit times 1-digit: up to 4 digits, then EOS

@@ -19,6 +19,7 @@ from larpo.checks import check_choice, check_field_types, check_known_keys, read
 from larpo.errors import InputError
 from larpo.losses import OBJECTIVES, check_options
 from larpo.seeding import hash_seed
+from larpo.tracking import normalize_report_to
 
 # Nothing here imports torch or transformers at module level: the CLI validates a config in a fraction
 # of a second, before any model is loaded (the trainer arguments are imported where they are needed).
@@ -115,6 +116,12 @@ class RunConfig:
     eval_ranking_prompts: int = _f(
         200, "held-out prompts whose sample lists measure NDCG / Kendall tau (0: off)"
     )
+    # experiment tracking (larpo.tracking)
+    report_to: str | list[str] = _f(
+        "none", "trackers of the per-iteration metrics and training logs, as TrainingArguments.report_to "
+        "(none, all, tensorboard, wandb, mlflow, trackio, or a list)",
+    )  # fmt: skip
+    run_name: str | None = _f(None, "the run's name in the trackers (null: the tracker's default)")
 
     def __post_init__(self) -> None:
         check_field_types(self, where="config: ")
@@ -176,6 +183,10 @@ class RunConfig:
         except InputError as error:
             raise InputError(f"config: {error}") from None
         _check_objective(self.objective, self.objective_options)
+        try:
+            normalize_report_to(self.report_to)
+        except InputError as error:
+            raise InputError(f"config: {error}") from None
 
     @property
     def lora(self) -> LoraSettings | None:

@@ -9,6 +9,7 @@ saving of the train stage and ``log.jsonl``.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -39,6 +40,7 @@ from larpo.faults import fault_point
 from larpo.generation import Generator, TransformersGenerator, VLLMGenerator
 from larpo.generation.vllm_backend import check_vllm_installed
 from larpo.io import atomic_write_json
+from larpo.model_card import ModelCardInfo, write_model_card
 from larpo.model_io import check_prompt_lengths, load_policy, resolve_dtype
 from larpo.prompts import Prompt, load_prompts
 from larpo.reference import response_logps
@@ -46,6 +48,7 @@ from larpo.rewards import Reranker, load_reranker
 from larpo.run.config import RunConfig
 from larpo.run.manifest import Manifest
 from larpo.store import CandidateStore
+from larpo.tracking import IterationTracker, global_step
 
 
 @dataclass
@@ -59,6 +62,8 @@ class RunContext:
     eval_prompts: list[Prompt]
     eval_reranker: Reranker
     manifest: Manifest
+    tracker: IterationTracker | None = None
+    """The run's trackers (``report_to``) on the main process while :func:`~larpo.run.runner.execute` runs."""
     _policies: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -221,10 +226,28 @@ class RunContext:
             shutil.rmtree(merged_dir, ignore_errors=True)
             save_merged(model, tokenizer, out / "merged.tmp")  # merges in place: the adapter is saved
             (out / "merged.tmp").rename(merged_dir)
+        self.write_model_cards(s, staging)  # rewritten once the iteration's evaluation is recorded
         shutil.rmtree(out / "trainer", ignore_errors=True)
         atomic_write_json(out / "train_stats.json", stats)
         staging.rename(out / "model")
         fault_point("train.saved")
+
+    def train_callbacks(self, s: int) -> list[Any]:
+        """The TrainerCallbacks a train stage adds to iteration ``s``'s Trainer (whose own ``report_to``
+        stays ``none``): the run's tracker, its steps continuing those of the iterations before."""
+        if self.tracker is None:
+            return []
+        return [self.tracker.trainer_callback(global_step(self.manifest.data["completed"], s - 1))]
+
+    def write_model_cards(self, s: int, model_dir: Path | None = None) -> None:
+        """README.md of iteration ``s``'s saved model directories (``model_dir``: its staging directory
+        instead of ``iter_<s>/model``) from the manifest as it is now: the settings and the latest
+        held-out metrics recorded."""
+        info = ModelCardInfo.from_manifest(self.manifest.data, s)
+        out = self.iteration_dir(s)
+        for directory, adapter in ((model_dir or out / "model", info.adapter), (out / "merged", False)):
+            if directory.is_dir():
+                write_model_card(directory, dataclasses.replace(info, adapter=adapter))
 
     def log(self, entry: dict[str, Any]) -> None:
         """Append one line to ``log.jsonl`` (timings: the one file a resumed run may write differently)."""

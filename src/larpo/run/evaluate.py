@@ -12,6 +12,7 @@ from typing import Any
 
 from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_lists, ranking_quality
 from larpo.io import atomic_write_json
+from larpo.run.config import RunConfig
 from larpo.run.context import RunContext
 from larpo.seeding import hash_seed
 
@@ -29,8 +30,9 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     if not path.exists():
         texts = [p.text for p in ctx.eval_prompts]
         keep = s >= 0 and config.eval_ranking_prompts > 0
+        settings = eval_settings(config, s)
         with ctx.generator(ctx.model_path(s)) as generator:
-            result = evaluate_policy(generator, ctx.eval_reranker, texts, settings(ctx, s), keep_samples=keep)
+            result = evaluate_policy(generator, ctx.eval_reranker, texts, settings, keep_samples=keep)
         kept = result.pop("samples", None)
         if kept:
             result.update(held_out_ranking(ctx, s, texts, kept))
@@ -40,10 +42,10 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     return {key: result[key] for key in REPORTED if key in result}
 
 
-def settings(ctx: RunContext, s: int) -> EvalSettings:
-    """The evaluation settings after iteration ``s``: ``eval_samples_between`` samples per prompt (when
-    set) for the cheaper checks between the initial and the last evaluation."""
-    config = ctx.config
+def eval_settings(config: RunConfig, s: int) -> EvalSettings:
+    """How ``config``'s run evaluates the policy after iteration ``s`` (-1: the initial one):
+    ``eval_samples_between`` samples per prompt (when set) for the cheaper checks between the initial and
+    the last evaluation, ``eval_samples`` otherwise."""
     num_samples = config.eval_samples
     if 0 <= s < config.iterations - 1 and config.eval_samples_between is not None:
         num_samples = config.eval_samples_between

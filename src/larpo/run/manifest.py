@@ -17,11 +17,11 @@ from larpo.io import atomic_write_json
 
 # Settings that may change between invocations of the same run without changing its results so far.
 RESUMABLE_CHANGES = frozenset(
-    {"iterations", "output_dir", "vllm_kwargs", "shared_prefix", "logprob_chunk_size"}
+    {"iterations", "output_dir", "vllm_kwargs", "shared_prefix", "logprob_chunk_size", "report_to", "run_name"}
 )
 ADDED_SETTINGS = {
     "generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True, "logprob_chunk_size": 0,
-    "score_batch_size": None,
+    "score_batch_size": None, "report_to": "none", "run_name": None,
 }  # fmt: skip
 """Settings added after runs could be started, with the value a stored config without them meant."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from larpo.io import remove_stale_temp_files
 from larpo.run import evaluate, generate, lists, score, train
 from larpo.run.config import RunConfig
 from larpo.run.context import RunContext
+from larpo.tracking import IterationTracker, global_step, iteration_metrics, normalize_report_to
 
 StageFn = Callable[[RunContext, int], dict[str, Any]]
 """A stage: ``stage(ctx, s)`` does its work for iteration ``s`` (resuming a part-done one) and returns
@@ -65,14 +67,45 @@ def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dic
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(ctx.run_dir)  # torn temp files of a crashed write
         ctx.manifest.save()
-    if ctx.eval_prompts and not ctx.manifest.done(-1, "eval"):  # the initial model, as iteration -1
-        run_stage(ctx, -1, next(stage for stage in chosen if stage.name == "eval"))
-    for s in range(ctx.config.iterations):
-        for stage in chosen:
-            if not ctx.manifest.done(s, stage.name):
+        ctx.tracker = open_tracker(ctx.config)
+    try:
+        if ctx.eval_prompts and not ctx.manifest.done(-1, "eval"):  # the initial model, as iteration -1
+            run_stage(ctx, -1, next(stage for stage in chosen if stage.name == "eval"))
+            track(ctx, -1)
+        for s in range(ctx.config.iterations):
+            pending = [stage for stage in chosen if not ctx.manifest.done(s, stage.name)]
+            for stage in pending:
                 run_stage(ctx, s, stage)
-        ctx.console.print(summary(ctx, s), soft_wrap=True, highlight=False)
+            if ctx.is_main:
+                ctx.write_model_cards(s)  # with the iteration's evaluation, now recorded
+            if pending:  # an iteration finished before this invocation was logged by the one that ran it
+                track(ctx, s)
+            ctx.console.print(summary(ctx, s), soft_wrap=True, highlight=False)
+    finally:
+        if ctx.tracker is not None:
+            ctx.tracker.close()
+            ctx.tracker = None
     return ctx.manifest.data
+
+
+def open_tracker(config: RunConfig) -> IterationTracker | None:
+    """The run's trackers (``report_to``, ``run_name``), writing under ``<output_dir>/runs``; None for
+    ``report_to: none``."""
+    if not normalize_report_to(config.report_to):
+        return None
+    return IterationTracker(
+        config.report_to,
+        Path(config.output_dir) / "runs",
+        run_name=config.run_name,
+        settings=config.to_dict(),
+    )
+
+
+def track(ctx: RunContext, s: int) -> None:
+    """Log iteration ``s``'s recorded numbers (-1: the initial evaluation) to the run's trackers."""
+    if ctx.tracker is not None:
+        completed = ctx.manifest.data["completed"]
+        ctx.tracker.log(iteration_metrics(completed[str(s)]), global_step(completed, s))
 
 
 def run_stage(ctx: RunContext, s: int, stage: Stage) -> None:
@@ -92,6 +125,10 @@ def summary(ctx: RunContext, s: int) -> str:
     """One line per iteration from the manifest."""
     manifest = ctx.manifest
     g, sc = manifest.stats(s, "generate"), manifest.stats(s, "score")
+    if "candidates" not in g:  # a run whose trainer samples (larpo.baselines.grpo): its train stats
+        numbers = {k: v for k, v in manifest.stats(s, "train").items() if isinstance(v, int | float)}
+        line = f"iter {s}: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items())
+        return line + _evaluated(manifest.stats(s, "eval"))
     li, tr = manifest.stats(s, "lists"), manifest.stats(s, "train")
     loss = f"{tr['loss']:.4f}" if tr.get("loss") is not None else "-"
     accuracy = f"{tr['ranking_accuracy']:.3f}" if tr.get("ranking_accuracy") is not None else "-"
@@ -100,7 +137,8 @@ def summary(ctx: RunContext, s: int) -> str:
         f"{li['lists_built']} lists ({li['skipped_too_few'] + li['dropped_all_tied']} skipped), "
         f"loss {loss}, ranking acc {accuracy}, mean reward {sc['mean_reward']:.4f}"
     )
-    ev = manifest.stats(s, "eval")
-    if "greedy_accuracy" in ev:
-        line += f", held-out greedy acc {ev['greedy_accuracy']:.3f}"
-    return line
+    return line + _evaluated(manifest.stats(s, "eval"))
+
+
+def _evaluated(stats: dict[str, Any]) -> str:
+    return f", held-out greedy acc {stats['greedy_accuracy']:.3f}" if "greedy_accuracy" in stats else ""

@@ -68,6 +68,8 @@ def train_on_lists(ctx: RunContext, s: int, model, tokenizer, lists: list[dict[s
     trainer = ListwiseTrainer(model, args, examples, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # the summary line reports the iteration
     trainer.add_callback(_FaultCallback())
+    for callback in ctx.train_callbacks(s):
+        trainer.add_callback(callback)
     trainer.train()
     steps = [h for h in trainer.state.log_history if "loss" in h]
     return {

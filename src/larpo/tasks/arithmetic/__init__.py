@@ -17,6 +17,7 @@ from larpo.tasks.arithmetic.problems import (
     flawed_answer,
     make_problems,
     train_and_heldout_splits,
+    validation_split,
 )
 from larpo.tasks.arithmetic.rewards import exact_match, graded_reward
 from larpo.tasks.arithmetic.supervised import SFTRecord, answer_budget, greedy_accuracy, sft
@@ -38,4 +39,5 @@ __all__ = [
     "make_problems",
     "sft",
     "train_and_heldout_splits",
+    "validation_split",
 ]

@@ -39,6 +39,7 @@ class DemoSettings:
     kind: str = arithmetic.DEFAULT_KIND
     train_prompts: int = 12000
     heldout_prompts: int = 1000
+    validation_prompts: int = 1000
     sft_steps: int = 1500
     sft_batch_size: int = 64
     sft_learning_rate: float = 4e-4
@@ -116,30 +117,49 @@ def run_demo(output: Path, settings: DemoSettings, console: Console | None = Non
 
 
 def prepare_start(output: Path, settings: DemoSettings, console: Console) -> int:
-    """Write the train and held-out prompt files and the SFT start ``output/sft`` (kept when present);
-    return the response budget (``max_new_tokens``) the LarPO runs use."""
+    """Write ``train_prompts.jsonl``, ``heldout_prompts.jsonl`` and ``validation_prompts.jsonl``
+    (:func:`prompt_splits`) and the SFT start ``output/sft`` (kept when present); return the response
+    budget (``max_new_tokens``) the LarPO runs use."""
     output.mkdir(parents=True, exist_ok=True)
+    splits = prompt_splits(settings)
+    for name in ("train", "heldout", "validation"):
+        text = "".join(json.dumps({"prompt": p}) + "\n" for p in splits[name])
+        atomic_write_text(output / f"{name}_prompts.jsonl", text)
+    train, heldout = splits["train"], splits["heldout"]
+    max_new_tokens = arithmetic.answer_budget(train + heldout)
+    if not (output / "sft" / "config.json").exists():
+        console.print(f"supervised warm-up on {len(train)} problems (stops at validation accuracy "
+                      f"{settings.sft_target_accuracy:.0%})...")  # fmt: skip
+        _supervised_start(output, settings, train, splits["sft_stop"], console)
+    return max_new_tokens
+
+
+def prompt_splits(settings: DemoSettings) -> dict[str, list[str]]:
+    """The demo's disjoint problem sets: ``train``, ``heldout`` (the test split: reported, never used to
+    choose), ``validation`` (for choosing settings) and ``sft_stop`` (the SFT stage's stopping rule).
+
+    ``validation`` is drawn last, from the problems the others left, so it changes none of them."""
     train, rest = arithmetic.train_and_heldout_splits(
         settings.train_prompts,
         settings.heldout_prompts + settings.sft_validation_prompts,
         settings.seed,
         kind=settings.kind,
     )
-    heldout, validation = rest[: settings.heldout_prompts], rest[settings.heldout_prompts :]
-    for name, prompts in (("train_prompts.jsonl", train), ("heldout_prompts.jsonl", heldout)):
-        atomic_write_text(output / name, "".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-    max_new_tokens = arithmetic.answer_budget(train + heldout)
-    if not (output / "sft" / "config.json").exists():
-        console.print(f"supervised warm-up on {len(train)} problems (stops at validation accuracy "
-                      f"{settings.sft_target_accuracy:.0%})...")  # fmt: skip
-        _supervised_start(output, settings, train, validation, console)
-    return max_new_tokens
+    validation = arithmetic.validation_split(
+        settings.validation_prompts, settings.seed, train + rest, kind=settings.kind
+    )
+    return {
+        "train": train,
+        "heldout": rest[: settings.heldout_prompts],
+        "validation": validation,
+        "sft_stop": rest[settings.heldout_prompts :],
+    }
 
 
 def _supervised_start(
-    output: Path, settings: DemoSettings, train: list[str], validation: list[str], console: Console
+    output: Path, settings: DemoSettings, train: list[str], stop: list[str], console: Console
 ) -> None:
-    """SFT until greedy accuracy on a validation split (not the held-out set) reaches the target."""
+    """SFT until greedy accuracy on the ``stop`` problems (not the held-out set) reaches the target."""
     tokenizer = arithmetic.build_tokenizer()
     model = arithmetic.build_model(tokenizer, settings.seed)
     if torch.cuda.is_available():
@@ -148,7 +168,7 @@ def _supervised_start(
     history = arithmetic.sft(
         model, tokenizer, train, targets=targets,
         steps=settings.sft_steps, batch_size=settings.sft_batch_size, learning_rate=settings.sft_learning_rate,
-        seed=settings.seed, eval_prompts=validation,
+        seed=settings.seed, eval_prompts=stop,
         target_accuracy=settings.sft_target_accuracy, on_record=lambda r: _print_sft_record(console, r, settings.sft_target_accuracy),
     )  # fmt: skip
     staging = output / "sft.tmp"

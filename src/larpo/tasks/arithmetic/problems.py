@@ -64,24 +64,27 @@ def answer(prompt: str) -> str:
     return str(left * right)
 
 
-def make_problems(n: int, seed: int, *, kind: str = DEFAULT_KIND) -> list[str]:
-    """``n`` distinct prompts of ``kind`` (see :data:`KINDS`) in a seeded random order.
+def make_problems(
+    n: int, seed: int, *, kind: str = DEFAULT_KIND, exclude: frozenset[str] = frozenset()
+) -> list[str]:
+    """``n`` distinct prompts of ``kind`` (see :data:`KINDS`) in a seeded random order, none in ``exclude``.
 
     Each operator of the kind gets an equal share of ``n`` (the first ones one more when it does not
-    divide), drawn without replacement from all its problems.
+    divide), drawn without replacement from all its problems that are not in ``exclude``.
     """
     if kind not in KINDS:
         raise InputError(f"unknown arithmetic kind {kind!r}; choose from {sorted(KINDS)}")
     shapes = KINDS[kind]
     counts = [n // len(shapes) + (i < n % len(shapes)) for i in range(len(shapes))]
-    if n < 0 or any(count > shape.size for count, shape in zip(counts, shapes, strict=True)):
-        sizes = ", ".join(f"{shape.op} {shape.size}" for shape in shapes)
+    pools = [[i for i in range(shape.size) if shape.prompt(i) not in exclude] for shape in shapes]
+    if n < 0 or any(count > len(pool) for count, pool in zip(counts, pools, strict=True)):
+        sizes = ", ".join(f"{shape.op} {len(pool)}" for shape, pool in zip(shapes, pools, strict=True))
         raise InputError(f"cannot draw {n} problems of kind {kind!r} in equal shares (per operator: {sizes})")
     rng = random.Random(seed)
     prompts = [
         shape.prompt(index)
-        for count, shape in zip(counts, shapes, strict=True)
-        for index in rng.sample(range(shape.size), count)
+        for count, shape, pool in zip(counts, shapes, pools, strict=True)
+        for index in rng.sample(pool, count)
     ]
     rng.shuffle(prompts)
     return prompts
@@ -93,6 +96,12 @@ def train_and_heldout_splits(
     """Disjoint train and held-out prompts: one seeded draw of distinct problems, cut in two."""
     problems = make_problems(n_train + n_heldout, seed, kind=kind)
     return problems[:n_train], problems[n_train:]
+
+
+def validation_split(n: int, seed: int, used: list[str], *, kind: str = DEFAULT_KIND) -> list[str]:
+    """``n`` problems for choosing settings, disjoint from ``used`` (the train, test and SFT-stopping
+    problems): a seeded draw from the problems not in ``used``, so adding it changes none of them."""
+    return make_problems(n, seed, kind=kind, exclude=frozenset(used))
 
 
 def flawed_answer(prompt: str) -> str:

@@ -1,0 +1,1 @@
+"""Baselines built from other libraries' trainers, run inside larpo's loop for like-for-like comparisons."""
