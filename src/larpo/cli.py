@@ -113,7 +113,8 @@ def train(
     data: Annotated[
         Path,
         typer.Option(
-            help="JSONL of ranked lists (prompt, responses, scores) or scored candidates (larpo score)"
+            help="JSONL (or datasets folder) of ranked lists, preference pairs, rated completions or scored "
+            "candidates (larpo score); see --format"
         ),
     ],
     output: Annotated[Path, typer.Option(help="directory for the trained model and its logs")],
@@ -129,6 +130,15 @@ def train(
     max_length: int | None = None,
     seed: int | None = None,
     dtype: Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16")] = "auto",
+    format: Annotated[
+        str | None,
+        typer.Option(help="format of --data: lists, ranked, pairs, rated or candidates (default: from its columns)"),
+    ] = None,
+    rating: Annotated[str, typer.Option(help="rated format: the completion field to rank by")] = "rating",
+    report_to: Annotated[
+        str | None, typer.Option(help="trackers, as TrainingArguments.report_to: tensorboard, wandb, ... (comma-separated)")
+    ] = None,
+    run_name: Annotated[str | None, typer.Option(help="the run's name in the trackers")] = None,
     overwrite: Annotated[
         bool, typer.Option(help="write into an output directory that holds a model")
     ] = False,
@@ -149,11 +159,11 @@ def train(
         require_peft()
     flags = {"objective": objective, "beta": beta, "learning_rate": learning_rate, "num_train_epochs": epochs,
              "per_device_train_batch_size": batch_size, "nll_weight": nll_weight, "max_length": max_length,
-             "seed": seed}  # fmt: skip
+             "seed": seed, "report_to": report_to and report_to.split(","), "run_name": run_name}  # fmt: skip
     settings.update({key: value for key, value in flags.items() if value is not None})
     from larpo.trainer.inputs import train_on_file
 
-    if summary := train_on_file(model, data, output, settings, lora, dtype):
+    if summary := train_on_file(model, data, output, settings, lora, dtype, format, rating):
         print(summary)  # by the main process alone under accelerate launch
 
 

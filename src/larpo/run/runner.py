@@ -64,10 +64,10 @@ def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dic
     chosen = [Stage(s.name, stages.get(s.name, s.run), s.every_process) for s in STAGES]
     ctx.state.wait_for_everyone()  # every process has checked its inputs before anything is written
     if ctx.is_main:
+        ctx.tracker = open_tracker(ctx.config)  # an unknown tracker name fails before anything is written
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(ctx.run_dir)  # torn temp files of a crashed write
         ctx.manifest.save()
-        ctx.tracker = open_tracker(ctx.config)
     try:
         if ctx.eval_prompts and not ctx.manifest.done(-1, "eval"):  # the initial model, as iteration -1
             run_stage(ctx, -1, next(stage for stage in chosen if stage.name == "eval"))

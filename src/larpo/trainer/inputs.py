@@ -1,4 +1,5 @@
-"""What ``larpo train`` trains on: its lists (a lists file or scored candidates) and its settings."""
+"""What ``larpo train`` trains on: its lists (a file of any format :mod:`larpo.dataset_formats` reads) and its
+settings."""
 
 from __future__ import annotations
 
@@ -8,26 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from larpo.adapters import LoraSettings
-from larpo.candidates import ListSettings, build_lists
 from larpo.checks import check_known_keys, yaml_number
 from larpo.errors import InputError
-from larpo.jsonl import read_jsonl, read_ranked_lists
-from larpo.store import read_candidates
+from larpo.model_card import ModelCardInfo, write_model_card
 from larpo.trainer.config import ListwiseConfig
-
-
-def read_training_lists(path: Path) -> list[dict[str, Any]]:
-    """Ranked lists from ``path``: a lists file, or a scored candidate file grouped by prompt."""
-    first = read_jsonl(path)[0]
-    if "responses" in first:
-        return read_ranked_lists(path)
-    records = read_candidates(path)
-    if any(r.score is None for r in records):
-        raise InputError(f"{path}: candidates without a score; run `larpo score` first")
-    lists, _ = build_lists(records, max(r.iteration for r in records), ListSettings(memorization="all"))
-    if not lists:
-        raise InputError(f"{path}: no prompt has 2 differently scored candidates to rank")
-    return [{"prompt": x.prompt, "responses": x.responses, "scores": x.scores} for x in lists]
 
 
 def check_list_lengths(
@@ -81,24 +66,37 @@ def _as_number(key: str, value: Any, default: Any) -> Any:
 
 
 def train_on_file(
-    model: Path, data: Path, output: Path, settings: dict[str, Any], lora: LoraSettings | None, dtype: str
+    model: Path,
+    data: Path,
+    output: Path,
+    settings: dict[str, Any],
+    lora: LoraSettings | None,
+    dtype: str,
+    data_format: str | None = None,
+    rating: str = "rating",
 ) -> str:
-    """``larpo train``: train the policy in ``model`` on the lists of ``data`` with ``settings`` (ListwiseConfig
-    fields), with LoRA adapters when ``lora`` is set; save it (and its log) to ``output``. Returns the
-    summary line (empty on every process but the main one under ``accelerate launch``)."""
+    """``larpo train``: train the policy in ``model`` on the lists of ``data`` (read by
+    :func:`larpo.dataset_formats.read_lists` as ``data_format``, detected when None; ``rating``: the
+    field a ``rated`` file ranks by) with ``settings`` (ListwiseConfig fields), with LoRA adapters when
+    ``lora`` is set; save it with its model card (and its log) to ``output``. Returns the summary lines
+    (empty on every process but the main one under ``accelerate launch``)."""
     from larpo.adapters import add_lora, save_merged
     from larpo.data import tokenize_list
+    from larpo.dataset_formats import read_lists
     from larpo.distributed import check_launch
     from larpo.model_io import load_policy
     from larpo.trainer import ListwiseTrainer
 
     args = listwise_config(output_dir=str(output), **settings)
     check_launch(args.world_size, " or set use_cpu: true in --config")
-    rows = read_training_lists(data)
+    rows, read_stats = read_lists(data, data_format, rating=rating)
     policy, tokenizer = load_policy(model, dtype)
     if lora:
         policy = add_lora(policy, lora, seed=args.seed)
-    examples = [tokenize_list(tokenizer, r["prompt"], r["responses"], r.get("scores")) for r in rows]
+    examples = [
+        tokenize_list(tokenizer, prompt_text(tokenizer, r["prompt"], data), r["responses"], r.get("scores"))
+        for r in rows
+    ]
     context = getattr(policy.config, "max_position_embeddings", None)
     check_list_lengths(examples, args.max_length, context, data)
     trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
@@ -111,5 +109,29 @@ def train_on_file(
     if lora and lora.merge_export != "no":
         save_merged(trainer.accelerator.unwrap_model(trainer.model), tokenizer, output / "merged")
         what += f" (merged model in {output / 'merged'})"
+    write_cards(output, ModelCardInfo(
+        base_model=str(model), objective=args.objective, objective_options=dict(args.objective_options or {}),
+        beta=args.beta, learning_rate=args.learning_rate, data=str(data), adapter=bool(lora),
+    ))  # fmt: skip
     processes = trainer.accelerator.num_processes
-    return f"trained on {len(examples)} lists with {args.objective} in {processes} process(es); {what} saved to {output}"
+    return (
+        f"{data}: {read_stats.summary()}\n"
+        f"trained on {len(examples)} lists with {args.objective} in {processes} process(es); {what} saved to {output}"
+    )
+
+
+def prompt_text(tokenizer, prompt: str | list[dict[str, str]], where: Path) -> str:
+    """A list's prompt as text: a message list through the tokenizer's chat template (generation prompt
+    added); InputError when the tokenizer has none."""
+    if isinstance(prompt, str):
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"{where}: a prompt is a list of messages but the model's tokenizer has no chat template")
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def write_cards(output: Path, info: ModelCardInfo) -> None:
+    """README.md of ``larpo train``'s saved model and, when there is one, of its merged export."""
+    write_model_card(output, info)
+    if (output / "merged").is_dir():
+        write_model_card(output / "merged", dataclasses.replace(info, adapter=False))
