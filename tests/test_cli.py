@@ -83,7 +83,7 @@ def write(path, text):
         ),
         (
             lambda d, t: ["--data", write(t / "one.jsonl", '{"prompt": "a", "responses": ["1"]}\n')],
-            "a list needs at least 2 responses, got 1",
+            "no prompt has 2 differently scored candidates to rank (1 rows read as ranked: 0 lists",
         ),
         (
             lambda d, t: [
