@@ -103,6 +103,17 @@ def tiny_model(
     print(f"wrote a tiny model and tokenizer to {output}")
 
 
+@app.command("import-gguf")
+def import_gguf_command(
+    gguf_file: Annotated[Path, typer.Argument(help="a GGUF checkpoint of a Llama-family model")],
+    output: Annotated[Path, typer.Argument(help="directory to write the Hugging Face model to")],
+) -> None:
+    """Turn a GGUF checkpoint into an ordinary Hugging Face model directory (float32, with its tokenizer)."""
+    from larpo.gguf_import import import_gguf
+
+    print(f"wrote {import_gguf(gguf_file, output)}")
+
+
 @app.command()
 def train(
     model: Annotated[Path, typer.Option(help="local Hugging Face model directory (the policy)")],

@@ -26,25 +26,45 @@ def tokenize_list(
     scores: Sequence[float] | None = None,
     *,
     append_eos: bool = True,
+    response_ids: Sequence[Sequence[int] | None] | None = None,
+    finished: Sequence[bool | None] | None = None,
+    end_token_id: int | None = None,
 ) -> dict[str, Any]:
-    """One list example from text. Candidates are sorted best-first by ``scores`` when given (stable).
+    """One list example. Candidates are sorted best-first by ``scores`` when given (stable).
 
-    The prompt and each response are tokenized separately (so prompt tokens are identical across the
-    list); EOS is appended to each response so the model learns where answers stop.
+    ``prompt`` is the text the model sees (rendered by :mod:`larpo.chat`); it and each response are
+    tokenized separately, so prompt tokens are identical across the list.
+
+    Args:
+        response_ids: parallel to ``responses``: the sampled token ids of each candidate (None for a
+            candidate known only as text). Ids are used as they are, so log-probs are of exactly the
+            sampled tokens (a finished sample's ids already end with its stop token).
+        finished: parallel to ``responses``: False for a sample cut at ``max_new_tokens`` (None: unknown,
+            taken as finished). A text response gets ``end_token_id`` appended unless it is unfinished or
+            ``append_eos`` is False, so the model learns where answers stop but not that a cut one ended.
+        end_token_id: the token a finished answer ends with: the chat template's end-of-turn token
+            (:attr:`larpo.chat.ChatFormat.end_token_id`); default the tokenizer's EOS.
     """
-    if scores is not None:
-        if len(scores) != len(responses):
-            raise ValueError(f"{len(responses)} responses but {len(scores)} scores")
-        order = sorted(range(len(responses)), key=lambda i: -scores[i])
-        responses = [responses[i] for i in order]
-        scores = [float(scores[i]) for i in order]
-    eos = [tokenizer.eos_token_id] if append_eos else []
+    count = len(responses)
+    for name, values in (("scores", scores), ("response_ids", response_ids), ("finished", finished)):
+        if values is not None and len(values) != count:
+            raise ValueError(f"{count} responses but {len(values)} {name}")
+    end = [tokenizer.eos_token_id if end_token_id is None else end_token_id]
+    ids = [
+        list(sampled)
+        if sampled is not None
+        else tokenizer(text, add_special_tokens=False)["input_ids"] + (end if append_eos and done is not False else [])
+        for text, sampled, done in zip(
+            responses, response_ids or [None] * count, finished or [None] * count, strict=True
+        )
+    ]
+    order = sorted(range(count), key=lambda i: -scores[i]) if scores is not None else range(count)
     example: dict[str, Any] = {
         "prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"],
-        "response_ids": [tokenizer(r, add_special_tokens=False)["input_ids"] + eos for r in responses],
+        "response_ids": [ids[i] for i in order],
     }
     if scores is not None:
-        example["scores"] = scores
+        example["scores"] = [float(scores[i]) for i in order]
     return example
 
 
