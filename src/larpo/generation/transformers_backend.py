@@ -128,7 +128,7 @@ class TransformersGenerator(Generator):
             num_return_sequences=params.num_samples,
             max_new_tokens=params.max_new_tokens,
             pad_token_id=self.pad_id,
-            eos_token_id=self.stop_ids,
+            eos_token_id=self.stop_ids if len(self.stop_ids) > 1 else self.stop_ids[0],
             **sampling,
         )  # [B * k, P + new], rows grouped by prompt
         decoded = [
