@@ -3,8 +3,8 @@
     python benchmarks/bench_chat_generation.py /work/models/smollm2-135m-instruct
 
 64 prompts ``What is A + B? Reply with the number only.`` (two-digit A, B; seed 0) x 4 samples at
-temperature 1, ``max_new_tokens`` 24, at prompt batch sizes 32 and 128; then greedy accuracy on the same
-64 prompts (the last number in the answer must equal A + B). Prints one JSON object.
+temperature 1, ``max_new_tokens`` 24, at prompt batch sizes 32 and 128, after greedy accuracy on the same
+64 prompts (the last number in the answer must equal A + B). Prints the results as JSON after each phase.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ def main(model_dir: str, threads: int = 2) -> None:
     chat = ChatFormat(tokenizer)
     prompts = [chat.render(f"What is {a} + {b}? Reply with the number only.") for a, b in pairs]
     result: dict = {"model": model_dir, "threads": threads, "machine": platform.processor() or platform.machine()}
+    start = time.perf_counter()
+    greedy = TransformersGenerator(model, tokenizer, batch_size=64).greedy(prompts, 24)
+    result["greedy_seconds"] = round(time.perf_counter() - start, 1)
+    result["greedy_accuracy"] = sum(correct(r, a + b) for r, (a, b) in zip(greedy, pairs, strict=True)) / len(pairs)
+    result["greedy_examples"] = greedy[:4]
+    print(json.dumps(result), flush=True)
     params = SamplingParams(num_samples=4, temperature=1.0, max_new_tokens=24, seed=0)
     for batch_size in (32, 128):
         generator = TransformersGenerator(model, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(model))
@@ -53,12 +59,7 @@ def main(model_dir: str, threads: int = 2) -> None:
             "finished_fraction": round(sum(map(sum, out.finished)) / sum(map(len, out.finished)), 3),
             "distinct_tokens_per_s": round(tokens / seconds, 1),
         }
-    start = time.perf_counter()
-    greedy = TransformersGenerator(model, tokenizer, batch_size=64).greedy(prompts, 24)
-    result["greedy_seconds"] = round(time.perf_counter() - start, 1)
-    result["greedy_accuracy"] = sum(correct(r, a + b) for r, (a, b) in zip(greedy, pairs, strict=True)) / len(pairs)
-    result["greedy_examples"] = greedy[:4]
-    print(json.dumps(result, indent=2))
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

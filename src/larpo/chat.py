@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from larpo.errors import InputError
+from larpo.errors import InputError, first_line
 
 ROLES = ("system", "user", "assistant", "tool")
 AUTO, NONE = "auto", "none"
@@ -170,8 +170,7 @@ class ChatFormat:
                 messages, chat_template=self.template, add_generation_prompt=generation_prompt, tokenize=False
             )
         except Exception as error:  # jinja2 errors, raise_exception() in templates, bad message shapes
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise InputError(f"{where}: the chat template failed to render ({first})") from None
+            raise InputError(f"{where}: the chat template failed to render ({first_line(error)})") from None
         if not isinstance(text, str):
             raise InputError(f"{where}: the chat template rendered {type(text).__name__}, not text")
         return text

@@ -49,15 +49,13 @@ def tokenize_list(
     for name, values in (("scores", scores), ("response_ids", response_ids), ("finished", finished)):
         if values is not None and len(values) != count:
             raise ValueError(f"{count} responses but {len(values)} {name}")
-    end = [tokenizer.eos_token_id if end_token_id is None else end_token_id]
-    ids = [
-        list(sampled)
-        if sampled is not None
-        else tokenizer(text, add_special_tokens=False)["input_ids"] + (end if append_eos and done is not False else [])
-        for text, sampled, done in zip(
-            responses, response_ids or [None] * count, finished or [None] * count, strict=True
-        )
-    ]
+    end = [tokenizer.eos_token_id if end_token_id is None else end_token_id] if append_eos else []
+    ids = []
+    for text, sampled, done in zip(responses, response_ids or [None] * count, finished or [None] * count, strict=True):
+        if sampled is not None:
+            ids.append(list(sampled))
+        else:
+            ids.append(tokenizer(text, add_special_tokens=False)["input_ids"] + (end if done is not False else []))
     order = sorted(range(count), key=lambda i: -scores[i]) if scores is not None else range(count)
     example: dict[str, Any] = {
         "prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"],

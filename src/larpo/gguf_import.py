@@ -11,7 +11,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from larpo.errors import InputError
+from larpo.errors import InputError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(**location)
         loaded = AutoModelForCausalLM.from_pretrained(**location)
     except (ValueError, KeyError, OSError, RuntimeError) as error:
-        raise InputError(f"{gguf_file}: cannot import this GGUF file ({_first_line(error)})") from None
+        raise InputError(f"{gguf_file}: cannot import this GGUF file ({first_line(error)})") from None
     plain = _plain_copy(loaded)
     plain.generation_config.eos_token_id = _generation_eos(plain, tokenizer)
     if tokenizer.pad_token_id is not None:
@@ -80,7 +80,3 @@ def _generation_eos(model, tokenizer) -> list[int] | int | None:
         return None
     return ids[0] if len(ids) == 1 else ids
 
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
