@@ -215,3 +215,20 @@ def test_reward_model_scores_the_conversation_in_its_template(chat_reward_dir, t
     plain = HFRewardModel(chat_reward_dir, device="cpu", chat_template="none")
     assert plain.format("Say hi.", "hi") == "Say hi.hi"
     assert plain.score(["Say hi."], [["hi"]])[0] == pytest.approx([direct_score(plain, "Say hi.hi", True)], abs=1e-5)
+
+
+def test_tokenize_chat_list_renders_once_and_ends_turns(tokenizer, prompt):
+    from larpo.data import tokenize_chat_list
+    from larpo.tiny import char_tokenizer
+    from tests.helpers import ALPHABET
+
+    chat = ChatFormat(tokenizer)
+    hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    example = tokenize_chat_list(chat, "Say hello.", ["hello", "hel"], [0.0, 1.0], finished=[True, False])
+    assert example["prompt_ids"] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert example["response_ids"] == [tokenizer("hel", add_special_tokens=False)["input_ids"], hello + [IM_END]]
+    assert tokenize_chat_list(chat, prompt, ["hello"]) == tokenize_list(tokenizer, prompt, ["hello"], end_token_id=IM_END)
+    chars = char_tokenizer(ALPHABET)  # no template: exactly the plain tokenize_list of today
+    assert tokenize_chat_list(ChatFormat(chars), "12+3=", ["15", "16"], [0.0, 1.0]) == tokenize_list(
+        chars, "12+3=", ["15", "16"], [0.0, 1.0]
+    )

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from larpo.chat import ChatFormat, PromptInput
+
 
 def tokenize_list(
     tokenizer: PreTrainedTokenizerBase,
@@ -64,6 +66,28 @@ def tokenize_list(
     if scores is not None:
         example["scores"] = [float(scores[i]) for i in order]
     return example
+
+
+def tokenize_chat_list(
+    chat: ChatFormat,
+    prompt: PromptInput,
+    responses: Sequence[str],
+    scores: Sequence[float] | None = None,
+    *,
+    response_ids: Sequence[Sequence[int] | None] | None = None,
+    finished: Sequence[bool | None] | None = None,
+) -> dict[str, Any]:
+    """:func:`tokenize_list` of ``prompt`` rendered by ``chat`` (a stored, already rendered prompt stays as
+    it is), with finished text responses ending in the template's end-of-turn token (EOS without one)."""
+    return tokenize_list(
+        chat.tokenizer,
+        chat.render(prompt),
+        responses,
+        scores,
+        response_ids=response_ids,
+        finished=finished,
+        end_token_id=chat.end_token_id,
+    )
 
 
 @dataclass

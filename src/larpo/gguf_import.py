@@ -79,4 +79,3 @@ def _generation_eos(model, tokenizer) -> list[int] | int | None:
     if not ids:
         return None
     return ids[0] if len(ids) == 1 else ids
-

@@ -95,4 +95,3 @@ def check_prompt_lengths(
             raise InputError(
                 f"{where}prompt {label} has {count} tokens, which does not fit max_length={max_length}"
             )
-
