@@ -27,7 +27,8 @@ def read_training_lists(path: Path) -> list[dict[str, Any]]:
     lists, _ = build_lists(records, max(r.iteration for r in records), ListSettings(memorization="all"))
     if not lists:
         raise InputError(f"{path}: no prompt has 2 differently scored candidates to rank")
-    return [{"prompt": x.prompt, "responses": x.responses, "scores": x.scores} for x in lists]
+    return [{"prompt": x.prompt, "responses": x.responses, "scores": x.scores, "response_ids": x.response_ids,
+             "finished": x.finished} for x in lists]  # fmt: skip
 
 
 def check_list_lengths(
@@ -81,13 +82,17 @@ def _as_number(key: str, value: Any, default: Any) -> Any:
 
 
 def train_on_file(
-    model: Path, data: Path, output: Path, settings: dict[str, Any], lora: LoraSettings | None, dtype: str
+    model: Path, data: Path, output: Path, settings: dict[str, Any], lora: LoraSettings | None, dtype: str,
+    chat_template: str = "auto",
 ) -> str:
     """``larpo train``: train the policy in ``model`` on the lists of ``data`` with ``settings`` (ListwiseConfig
-    fields), with LoRA adapters when ``lora`` is set; save it (and its log) to ``output``. Returns the
-    summary line (empty on every process but the main one under ``accelerate launch``)."""
+    fields), with LoRA adapters when ``lora`` is set; save it (and its log) to ``output``. Prompts are
+    rendered under ``chat_template`` (a prompt already rendered stays as it is); sampled candidates train on
+    their ``response_ids``, text responses are tokenized once. Returns the summary line (empty on every
+    process but the main one under ``accelerate launch``)."""
     from larpo.adapters import add_lora, save_merged
-    from larpo.data import tokenize_list
+    from larpo.chat import ChatFormat
+    from larpo.data import tokenize_chat_list
     from larpo.distributed import check_launch
     from larpo.model_io import load_policy
     from larpo.trainer import ListwiseTrainer
@@ -98,7 +103,12 @@ def train_on_file(
     policy, tokenizer = load_policy(model, dtype)
     if lora:
         policy = add_lora(policy, lora, seed=args.seed)
-    examples = [tokenize_list(tokenizer, r["prompt"], r["responses"], r.get("scores")) for r in rows]
+    chat = ChatFormat(tokenizer, chat_template)
+    examples = [
+        tokenize_chat_list(chat, r["prompt"], r["responses"], r.get("scores"), response_ids=r.get("response_ids"),
+                           finished=r.get("finished"))
+        for r in rows
+    ]  # fmt: skip
     context = getattr(policy.config, "max_position_embeddings", None)
     check_list_lengths(examples, args.max_length, context, data)
     trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
