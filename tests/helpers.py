@@ -105,13 +105,14 @@ STAGE_FILES = ("manifest.json", "candidates/iter_0.jsonl", "candidates/iter_1.js
                "iter_1/lists.jsonl", "iter_1/model/model.safetensors")  # fmt: skip
 
 
-def larpo_run(workspace, run_dir, kill_at=None):
+def larpo_run(workspace, run_dir, kill_at=None, items=None):
+    """`larpo run` as a subprocess with ``items`` (default: :func:`settings`), killed at ``kill_at``."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("LARPO_KILL_AT", None)
     if kill_at:
         env["LARPO_KILL_AT"] = kill_at
     args = [sys.executable, "-m", "larpo.cli", "run"]
-    for item in settings(workspace, run_dir):
+    for item in items or settings(workspace, run_dir):
         args += ["--set", item]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
