@@ -1,6 +1,7 @@
 """`larpo run` on a chat model: a tiny random Llama with the real SmolLM2 tokenizer and ChatML template,
 message-list prompts and a rule-based reward that must receive them as message lists."""
 
+import io
 import json
 import signal
 from pathlib import Path
@@ -8,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from rich.console import Console
 
 import larpo.run.train
 from larpo.candidates import split_samples, temperature_for
@@ -17,7 +19,7 @@ from larpo.run import run as run_larpo
 from larpo.run.config import load_run_config
 from larpo.run.generate import sampling_params
 from larpo.store import read_records
-from tests.helpers import STAGE_FILES, larpo_run, smollm2_tokenizer, snapshot, tiny_chat_llama
+from tests.helpers import STAGE_FILES, larpo_run, settings, smollm2_tokenizer, snapshot, tiny_chat_llama
 
 REWARD = str(Path(__file__).with_name("rewards_for_tests.py")) + ":chat_length"
 QUESTIONS = ["What is 2 + 3?", "Name a colour.", "What is 10 - 4?", "Say hi."]
@@ -142,3 +144,16 @@ def test_killed_chat_run_resumes_byte_identical(chat_workspace, chat_run, tmp_pa
     resumed, uninterrupted = snapshot(run_dir), snapshot(chat_run[0])
     for name in STAGE_FILES:
         assert resumed[name] == uninterrupted[name], name
+
+
+def test_keep_truncated_false_drops_cut_samples_before_scoring(workspace, tmp_path):
+    """On the plain-text demo model (no template: no ids kept, only the stop flag this setting needs)."""
+    run_dir = tmp_path / "run"
+    console = Console(file=io.StringIO(), width=200)
+    run_larpo(load_run_config(None, settings(workspace, run_dir, "iterations=1", "keep_truncated=false")), console=console)
+    generated = json.loads((run_dir / "manifest.json").read_text())["completed"]["0"]["generate"]
+    records = read_records(run_dir / "candidates" / "iter_0.jsonl")
+    assert 0 < generated["truncated"] < generated["candidates"]
+    assert len(records) == generated["candidates"] - generated["truncated"]
+    assert all(r.finished is True and r.response_ids is None and r.score is not None for r in records)
+    assert f"{generated['truncated']} truncated (dropped)" in console.file.getvalue()
