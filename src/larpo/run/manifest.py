@@ -21,7 +21,7 @@ RESUMABLE_CHANGES = frozenset(
 )
 ADDED_SETTINGS = {
     "generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True, "logprob_chunk_size": 0,
-    "score_batch_size": None,
+    "score_batch_size": None, "chat_template": "auto", "keep_truncated": True,
 }  # fmt: skip
 """Settings added after runs could be started, with the value a stored config without them meant."""
 
