@@ -83,6 +83,7 @@ class VLLMGenerator(Generator):
         dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (vLLM reads the checkpoint's dtype).
         engine_kwargs: further ``vllm.LLM`` arguments, e.g. ``gpu_memory_utilization``,
             ``tensor_parallel_size``, ``max_model_len``, ``enforce_eager``; ``dtype`` here wins.
+        chat_template: the run's setting, whose end-of-turn token is one of the stop ids.
 
     Raises:
         InputError: vLLM is not installed, the directory or its tokenizer is missing, ``engine_kwargs``
@@ -90,7 +91,12 @@ class VLLMGenerator(Generator):
     """
 
     def __init__(
-        self, model_path: str | Path, *, dtype: str = "auto", engine_kwargs: dict[str, Any] | None = None
+        self,
+        model_path: str | Path,
+        *,
+        dtype: str = "auto",
+        engine_kwargs: dict[str, Any] | None = None,
+        chat_template: str = "auto",
     ) -> None:
         check_vllm_installed()
         engine_kwargs = {} if engine_kwargs is None else engine_kwargs
@@ -106,7 +112,7 @@ class VLLMGenerator(Generator):
         if self.tokenizer.eos_token_id is None:
             raise InputError("the tokenizer has no EOS token, so generated responses could never finish")
         self.eos_id: int = self.tokenizer.eos_token_id
-        self.stop_ids: list[int] = stop_token_ids(_saved_generation_config(path), self.tokenizer)
+        self.stop_ids: list[int] = stop_token_ids(_saved_generation_config(path), self.tokenizer, chat_template)
         vllm = importlib.import_module("vllm")
         self._vllm = vllm
         engine_kwargs.setdefault("dtype", dtype)

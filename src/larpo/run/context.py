@@ -169,7 +169,7 @@ class RunContext:
             dtype = str(resolve_dtype(config.dtype)).removeprefix("torch.")  # as the trainer's
             if is_adapter_dir(path):  # LoRA: sample from the merged export of the same iteration
                 path = str(Path(path).with_name("merged"))
-            return VLLMGenerator(path, dtype=dtype, engine_kwargs=config.vllm_kwargs)
+            return VLLMGenerator(path, dtype=dtype, engine_kwargs=config.vllm_kwargs, chat_template=config.chat_template)
         model, tokenizer = self.policy(path)
         return TransformersGenerator(
             model, tokenizer, batch_size=config.generation_batch_size, stop_ids=self.chat.stop_token_ids(model)
