@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from larpo.chat import check_prompt
+from larpo.checks import is_token_ids
 from larpo.errors import InputError
 
 
@@ -52,8 +54,6 @@ def read_ranked_lists(path: str | Path) -> list[dict[str, Any]]:
     order of ``responses`` is the ranking (best first). ``response_ids`` and ``finished`` (as a run's
     ``lists.jsonl`` holds them) are optional too: per response, its sampled token ids and stop flag, or null.
     """
-    from larpo.chat import check_prompt
-
     rows = read_jsonl(path)
     for number, row in enumerate(rows, start=1):
         where = f"{path}: record {number}"
@@ -78,9 +78,9 @@ def read_ranked_lists(path: str | Path) -> list[dict[str, Any]]:
 def _check_sampled(row: dict[str, Any], count: int, where: str) -> None:
     """A list's optional ``response_ids`` (token ids or null per response) and ``finished`` (bool or null)."""
     ids, finished = row.get("response_ids"), row.get("finished")
-    if ids is not None and (not isinstance(ids, list) or len(ids) != count or not all(
-        x is None or (isinstance(x, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
-                                                  for t in x)) for x in ids)):  # fmt: skip
+    if ids is not None and (
+        not isinstance(ids, list) or len(ids) != count or not all(x is None or is_token_ids(x) for x in ids)
+    ):
         raise InputError(f"{where}: 'response_ids' must hold, per response, a list of token ids or null")
     if finished is not None and (
         not isinstance(finished, list) or len(finished) != count or not all(f is None or isinstance(f, bool) for f in finished)

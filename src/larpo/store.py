@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from larpo.checks import is_token_ids
 from larpo.errors import InputError
 from larpo.io import atomic_write_bytes
 
@@ -115,9 +116,7 @@ def _check_str(name: str, value: Any) -> None:
 
 
 def _check_ids(name: str, value: Any) -> list[int]:
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-    ):
+    if not is_token_ids(value):
         raise StoreError(f"field {name!r} must be a list of token ids (ints >= 0)")
     return list(value)
 
