@@ -19,7 +19,15 @@ from larpo.run import run as run_larpo
 from larpo.run.config import load_run_config
 from larpo.run.generate import sampling_params
 from larpo.store import read_records
-from tests.helpers import STAGE_FILES, larpo_run, settings, smollm2_tokenizer, snapshot, tiny_chat_llama
+from tests.helpers import (
+    STAGE_FILES,
+    larpo_run,
+    run_cli,
+    settings,
+    smollm2_tokenizer,
+    snapshot,
+    tiny_chat_llama,
+)
 
 REWARD = str(Path(__file__).with_name("rewards_for_tests.py")) + ":chat_length"
 QUESTIONS = ["What is 2 + 3?", "Name a colour.", "What is 10 - 4?", "Say hi."]
@@ -157,3 +165,17 @@ def test_keep_truncated_false_drops_cut_samples_before_scoring(workspace, tmp_pa
     assert len(records) == generated["candidates"] - generated["truncated"]
     assert all(r.finished is True and r.response_ids is None and r.score is not None for r in records)
     assert f"{generated['truncated']} truncated (dropped)" in console.file.getvalue()
+
+
+def test_larpo_generate_renders_and_keeps_ids(chat_workspace, tmp_path, monkeypatch, capsys):
+    root, tokenizer, messages = chat_workspace
+    out = tmp_path / "candidates.jsonl"
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", root / "model", "--prompts",
+                           root / "prompts.jsonl", "--output", out, "--num-candidates", 2, "--max-new-tokens", 5)  # fmt: skip
+    assert code == 0, err
+    records = read_records(out)
+    rendered = tokenizer.apply_chat_template(messages[0], add_generation_prompt=True, tokenize=False)
+    assert [r.prompt for r in records if r.prompt_id == "c0"] == [rendered] * len([r for r in records if r.prompt_id == "c0"])
+    for r in records:
+        text_ids = r.response_ids[:-1] if r.finished else r.response_ids
+        assert tokenizer.decode(text_ids, skip_special_tokens=True) == r.response and len(r.response_ids) <= 5
