@@ -175,7 +175,7 @@ def test_larpo_generate_renders_and_keeps_ids(chat_workspace, tmp_path, monkeypa
     assert code == 0, err
     records = read_records(out)
     rendered = tokenizer.apply_chat_template(messages[0], add_generation_prompt=True, tokenize=False)
-    assert [r.prompt for r in records if r.prompt_id == "c0"] == [rendered] * len([r for r in records if r.prompt_id == "c0"])
+    assert {r.prompt for r in records if r.prompt_id == "c0"} == {rendered}
     for r in records:
         text_ids = r.response_ids[:-1] if r.finished else r.response_ids
         assert tokenizer.decode(text_ids, skip_special_tokens=True) == r.response and len(r.response_ids) <= 5
