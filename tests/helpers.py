@@ -105,13 +105,14 @@ STAGE_FILES = ("manifest.json", "candidates/iter_0.jsonl", "candidates/iter_1.js
                "iter_1/lists.jsonl", "iter_1/model/model.safetensors")  # fmt: skip
 
 
-def larpo_run(workspace, run_dir, kill_at=None):
+def larpo_run(workspace, run_dir, kill_at=None, items=None):
+    """`larpo run` as a subprocess with ``items`` (default: :func:`settings`), killed at ``kill_at``."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("LARPO_KILL_AT", None)
     if kill_at:
         env["LARPO_KILL_AT"] = kill_at
     args = [sys.executable, "-m", "larpo.cli", "run"]
-    for item in settings(workspace, run_dir):
+    for item in items or settings(workspace, run_dir):
         args += ["--set", item]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
@@ -123,3 +124,38 @@ def snapshot(run_dir):
     assert manifest["config"].pop("output_dir") == str(run_dir)
     files["manifest.json"] = manifest
     return files
+
+
+SMOLLM2_TOKENIZER = Path(__file__).parent / "data" / "smollm2_tokenizer"
+
+
+def smollm2_tokenizer():
+    """The real SmolLM2-135M-Instruct tokenizer (49k BPE, ChatML template, ``<|im_end|>`` = EOS = 2)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(SMOLLM2_TOKENIZER))
+
+
+def tiny_chat_llama(tokenizer, *, seed: int = 0, hidden_size: int = 32, num_layers: int = 1, scale: float = 0.0):
+    """A randomly initialised 1-layer Llama over ``tokenizer``'s vocabulary, whose generation config ends
+    a sample at the tokenizer's EOS; ``scale`` > 0 redraws the matrices with that std (a sharper model)."""
+    import torch
+
+    model = tiny_llama(
+        len(tokenizer),
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=2,
+        max_positions=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        seed=seed,
+    )
+    if scale:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for parameter in model.parameters():
+                if parameter.dim() > 1:
+                    parameter.normal_(0.0, scale)
+    return model.eval()

@@ -21,3 +21,11 @@ def wrong_count(prompt: str, responses: list[str]) -> list[float]:
 
 def not_finite(prompt: str, responses: list[str]) -> list[float]:
     return [float("nan")] * len(responses)
+
+
+def chat_length(prompt: list[dict[str, str]], responses: list[str]) -> list[float]:
+    """For message-list prompts, which a run must pass as the prompts file holds them (a string, e.g. the
+    rendered prompt, raises); graded by response length, so random text gets varied scores."""
+    if not isinstance(prompt, list) or prompt[-1]["role"] != "user":
+        raise TypeError(f"expected the prompt as its message list, got {prompt!r}")
+    return [float(len(response) % 7) for response in responses]

@@ -66,13 +66,14 @@ def test_greedy_matches_transformers_greedy(engine, reference):
     )
 
 
-def test_finished_flags_match_transformers(engine, reference):
+def test_finished_flags_and_token_ids_match_transformers(engine, reference):
     flags = []
     for budget in (2, MAX_NEW_TOKENS):  # 2 tokens cut most answers; the full budget lets them end
         params = SamplingParams(num_samples=1, temperature=0.0, max_new_tokens=budget)
         ours, theirs = engine.generate(HELD_OUT, params), reference.generate(HELD_OUT, params)
         assert ours.responses == theirs.responses
         assert ours.finished == theirs.finished
+        assert ours.token_ids == theirs.token_ids  # with the stop token when finished, never padding
         flags += [flag for row in ours.finished for flag in row]
     assert True in flags and False in flags
 

@@ -74,7 +74,12 @@ class ListSettings:
 
 @dataclass
 class CandidateList:
-    """One prompt's candidates, best-first; the list fields are parallel."""
+    """One prompt's candidates, best-first; the list fields are parallel.
+
+    ``response_ids`` and ``finished`` hold each candidate's sampled token ids and stop flag (None for a
+    candidate known only as text, e.g. an external negative); both are None when no candidate has them
+    (plain-text runs, whose lists stay as they were).
+    """
 
     prompt_id: str
     prompt: str
@@ -83,6 +88,12 @@ class CandidateList:
     reference_logps: list[float | None]
     iterations: list[int]
     sources: list[str]
+    response_ids: list[list[int] | None] | None = None
+    finished: list[bool | None] | None = None
+
+    def to_dict(self) -> dict:
+        """The list as one ``lists.jsonl`` item (``response_ids``/``finished`` left out when None)."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("response_ids", "finished")}
 
 
 @dataclass
@@ -311,6 +322,8 @@ def _to_list(chosen: list[CandidateRecord]) -> CandidateList:
         reference_logps=[r.reference_logp for r in chosen],
         iterations=[r.iteration for r in chosen],
         sources=[r.source or POLICY for r in chosen],
+        response_ids=[r.response_ids for r in chosen] if any(r.response_ids for r in chosen) else None,
+        finished=[r.finished for r in chosen] if any(r.finished is not None for r in chosen) else None,
     )
 
 
@@ -345,4 +358,6 @@ def _as_negative(donor: CandidateRecord, target: CandidateRecord, source: str) -
         score=None,
         reference_logp=None,
         source=source,
+        response_ids=None,  # text from another prompt: tokenized once, with the template, like user text
+        finished=None,
     )

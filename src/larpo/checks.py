@@ -35,6 +35,13 @@ def check_int(name: str, value: object, minimum: int | None = None) -> int:
     return value
 
 
+def is_token_ids(value: object) -> bool:
+    """Whether ``value`` is a list (or tuple) of token ids: ints (not bools) >= 0."""
+    return isinstance(value, list | tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    )
+
+
 def check_known_keys(keys: Iterable[Any], valid: Iterable[str], what: str, *, list_valid: bool = False) -> None:
     """Every key is one of ``valid``; an unknown one is reported as ``<what> 'key'`` with the closest
     valid key as a suggestion (and, with ``list_valid``, every valid key)."""

@@ -107,6 +107,22 @@ def tiny_model(
     print(f"wrote a tiny model and tokenizer to {output}")
 
 
+ChatTemplate = Annotated[
+    str, typer.Option(help="prompts as the model sees them: auto (the tokenizer's template, if any), none, or a Jinja file")
+]
+
+
+@app.command("import-gguf")
+def import_gguf_command(
+    gguf_file: Annotated[Path, typer.Argument(help="a GGUF checkpoint of a Llama-family model")],
+    output: Annotated[Path, typer.Argument(help="directory to write the Hugging Face model to")],
+) -> None:
+    """Turn a GGUF checkpoint into an ordinary Hugging Face model directory (float32, with its tokenizer)."""
+    from larpo.gguf_import import import_gguf
+
+    print(f"wrote {import_gguf(gguf_file, output)}")
+
+
 @app.command()
 def train(
     model: Annotated[Path, typer.Option(help="local Hugging Face model directory (the policy)")],
@@ -142,13 +158,17 @@ def train(
     overwrite: Annotated[
         bool, typer.Option(help="write into an output directory that holds a model")
     ] = False,
+    chat_template: ChatTemplate = "auto",
 ) -> None:
     """Train a policy on fixed ranked candidate lists with a ranking objective.
 
     Runs as one process, or as several under ``accelerate launch -m larpo.cli train ...``.
     """
     from larpo.adapters import parse_lora, require_peft
+    from larpo.chat import check_template_setting
     from larpo.checks import read_yaml_mapping
+
+    check_template_setting(chat_template)
 
     saved = (output / "config.json").exists() or (output / "adapter_config.json").exists()
     if saved and not overwrite:
@@ -163,7 +183,7 @@ def train(
     settings.update({key: value for key, value in flags.items() if value is not None})
     from larpo.trainer.inputs import train_on_file
 
-    if summary := train_on_file(model, data, output, settings, lora, dtype, format, rating):
+    if summary := train_on_file(model, data, output, settings, lora, dtype, format, rating, chat_template):
         print(summary)  # by the main process alone under accelerate launch
 
 
@@ -204,8 +224,12 @@ def generate(
     batch_size: int = 32,
     seed: int = 0,
     dtype: str = "auto",
+    chat_template: ChatTemplate = "auto",
 ) -> None:
     """Sample candidates for prompts (one stage of `larpo run`, for your own pipelines)."""
+    from larpo.chat import check_template_setting
+
+    check_template_setting(chat_template)
     if output.exists():
         raise InputError(f"{output}: exists; choose another output file")
     for flag, value in (("--num-candidates", num_candidates), ("--max-new-tokens", max_new_tokens),
@@ -217,7 +241,9 @@ def generate(
     from larpo.store import write_records_atomic
 
     params = SamplingParams(num_candidates, temperature, top_p, max_new_tokens, seed)
-    items, records = sample_prompts_file(model, prompts, params, batch_size=batch_size, dtype=dtype)
+    items, records = sample_prompts_file(
+        model, prompts, params, batch_size=batch_size, dtype=dtype, chat_template=chat_template
+    )
     duplicates = len(items) * num_candidates - len(records)
     write_records_atomic(output, records)
     print(f"wrote {len(records)} candidates for {len(items)} prompts ({duplicates} duplicates removed) to {output}")
@@ -271,9 +297,13 @@ def evaluate(
     batch_size: int = 64,
     seed: int = 0,
     dtype: str = "auto",
+    chat_template: ChatTemplate = "auto",
 ) -> None:
     """Evaluate a policy as a retriever: greedy accuracy, pass@k curves, reward, best-of-N, win rate."""
+    from larpo.chat import check_template_setting
     from larpo.evaluation.held_out import EvalSettings, evaluate_model_dir
+
+    check_template_setting(chat_template)
 
     settings = EvalSettings(
         num_samples=num_samples,
@@ -288,7 +318,7 @@ def evaluate(
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     result = evaluate_model_dir(
         model, prompts, reward, output, settings, batch_size=batch_size, dtype=dtype,
-        baseline_model=baseline_model, alpaca_eval=alpaca_eval,
+        baseline_model=baseline_model, alpaca_eval=alpaca_eval, chat_template=chat_template,
     )  # fmt: skip
     from rich.console import Console
     from rich.table import Table

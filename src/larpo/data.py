@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from larpo.chat import ChatFormat, PromptInput
+
 
 def tokenize_list(
     tokenizer: PreTrainedTokenizerBase,
@@ -26,26 +28,66 @@ def tokenize_list(
     scores: Sequence[float] | None = None,
     *,
     append_eos: bool = True,
+    response_ids: Sequence[Sequence[int] | None] | None = None,
+    finished: Sequence[bool | None] | None = None,
+    end_token_id: int | None = None,
 ) -> dict[str, Any]:
-    """One list example from text. Candidates are sorted best-first by ``scores`` when given (stable).
+    """One list example. Candidates are sorted best-first by ``scores`` when given (stable).
 
-    The prompt and each response are tokenized separately (so prompt tokens are identical across the
-    list); EOS is appended to each response so the model learns where answers stop.
+    ``prompt`` is the text the model sees (rendered by :mod:`larpo.chat`); it and each response are
+    tokenized separately, so prompt tokens are identical across the list.
+
+    Args:
+        response_ids: parallel to ``responses``: the sampled token ids of each candidate (None for a
+            candidate known only as text). Ids are used as they are, so log-probs are of exactly the
+            sampled tokens (a finished sample's ids already end with its stop token).
+        finished: parallel to ``responses``: False for a sample cut at ``max_new_tokens`` (None: unknown,
+            taken as finished). A text response gets ``end_token_id`` appended unless it is unfinished or
+            ``append_eos`` is False, so the model learns where answers stop but not that a cut one ended.
+        end_token_id: the token a finished answer ends with: the chat template's end-of-turn token
+            (:attr:`larpo.chat.ChatFormat.end_token_id`); default the tokenizer's EOS.
     """
-    if scores is not None:
-        if len(scores) != len(responses):
-            raise ValueError(f"{len(responses)} responses but {len(scores)} scores")
-        order = sorted(range(len(responses)), key=lambda i: -scores[i])
-        responses = [responses[i] for i in order]
-        scores = [float(scores[i]) for i in order]
-    eos = [tokenizer.eos_token_id] if append_eos else []
+    count = len(responses)
+    for name, values in (("scores", scores), ("response_ids", response_ids), ("finished", finished)):
+        if values is not None and len(values) != count:
+            raise ValueError(f"{count} responses but {len(values)} {name}")
+    end = [tokenizer.eos_token_id if end_token_id is None else end_token_id] if append_eos else []
+    ids = []
+    for text, sampled, done in zip(responses, response_ids or [None] * count, finished or [None] * count, strict=True):
+        if sampled is not None:
+            ids.append(list(sampled))
+        else:
+            ids.append(tokenizer(text, add_special_tokens=False)["input_ids"] + (end if done is not False else []))
+    order = sorted(range(count), key=lambda i: -scores[i]) if scores is not None else range(count)
     example: dict[str, Any] = {
         "prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"],
-        "response_ids": [tokenizer(r, add_special_tokens=False)["input_ids"] + eos for r in responses],
+        "response_ids": [ids[i] for i in order],
     }
     if scores is not None:
-        example["scores"] = scores
+        example["scores"] = [float(scores[i]) for i in order]
     return example
+
+
+def tokenize_chat_list(
+    chat: ChatFormat,
+    prompt: PromptInput,
+    responses: Sequence[str],
+    scores: Sequence[float] | None = None,
+    *,
+    response_ids: Sequence[Sequence[int] | None] | None = None,
+    finished: Sequence[bool | None] | None = None,
+) -> dict[str, Any]:
+    """:func:`tokenize_list` of ``prompt`` rendered by ``chat`` (a stored, already rendered prompt stays as
+    it is), with finished text responses ending in the template's end-of-turn token (EOS without one)."""
+    return tokenize_list(
+        chat.tokenizer,
+        chat.render(prompt),
+        responses,
+        scores,
+        response_ids=response_ids,
+        finished=finished,
+        end_token_id=chat.end_token_id,
+    )
 
 
 @dataclass

@@ -37,3 +37,9 @@ class StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         print(f"larpo: {record.levelname.lower()}: {one_line(record.getMessage())}", file=sys.stderr)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

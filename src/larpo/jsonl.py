@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from larpo.chat import check_prompt
+from larpo.checks import is_token_ids
 from larpo.errors import InputError
 
 
@@ -48,13 +50,14 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def read_ranked_lists(path: str | Path) -> list[dict[str, Any]]:
     """Candidate lists ``{"prompt": str, "responses": [str, ...], "scores": [float, ...]}`` from JSONL.
 
-    ``scores`` is optional: without it the order of ``responses`` is the ranking (best first).
+    ``prompt`` may be a list of ``{"role", "content"}`` messages. ``scores`` is optional: without it the
+    order of ``responses`` is the ranking (best first). ``response_ids`` and ``finished`` (as a run's
+    ``lists.jsonl`` holds them) are optional too: per response, its sampled token ids and stop flag, or null.
     """
     rows = read_jsonl(path)
     for number, row in enumerate(rows, start=1):
         where = f"{path}: record {number}"
-        if not isinstance(row.get("prompt"), str):
-            raise InputError(f"{where}: 'prompt' must be a string")
+        check_prompt(row.get("prompt"), where)
         responses = row.get("responses")
         if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
             raise InputError(f"{where}: 'responses' must be a list of strings")
@@ -68,4 +71,18 @@ def read_ranked_lists(path: str | Path) -> list[dict[str, Any]]:
                 raise InputError(f"{where}: 'scores' must hold numbers")
             if not all(float("-inf") < s < float("inf") for s in scores):
                 raise InputError(f"{where}: 'scores' must be finite")
+        _check_sampled(row, len(responses), where)
     return rows
+
+
+def _check_sampled(row: dict[str, Any], count: int, where: str) -> None:
+    """A list's optional ``response_ids`` (token ids or null per response) and ``finished`` (bool or null)."""
+    ids, finished = row.get("response_ids"), row.get("finished")
+    if ids is not None and (
+        not isinstance(ids, list) or len(ids) != count or not all(x is None or is_token_ids(x) for x in ids)
+    ):
+        raise InputError(f"{where}: 'response_ids' must hold, per response, a list of token ids or null")
+    if finished is not None and (
+        not isinstance(finished, list) or len(finished) != count or not all(f is None or isinstance(f, bool) for f in finished)
+    ):
+        raise InputError(f"{where}: 'finished' must hold, per response, true, false or null")

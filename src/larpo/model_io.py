@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from larpo.errors import InputError
+from larpo.errors import InputError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,11 @@ def load_policy(path: str | Path, dtype: str = "auto") -> tuple[PreTrainedModel,
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError, TypeError) as error:
-        raise InputError(f"{path}: no usable tokenizer ({_first_line(error)})") from None
+        raise InputError(f"{path}: no usable tokenizer ({first_line(error)})") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=resolve_dtype(dtype))
     except (OSError, ValueError, KeyError) as error:
-        raise InputError(f"{path}: cannot load the model ({_first_line(error)})") from None
+        raise InputError(f"{path}: cannot load the model ({first_line(error)})") from None
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise InputError(f"{path}: the tokenizer has neither a pad nor an eos token")
@@ -95,8 +95,3 @@ def check_prompt_lengths(
             raise InputError(
                 f"{where}prompt {label} has {count} tokens, which does not fit max_length={max_length}"
             )
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

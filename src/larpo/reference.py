@@ -21,8 +21,14 @@ def response_logps(
     batch_size: int = 256,
     max_length: int | None = None,
     chunk_size: int = 0,
+    response_ids: Sequence[Sequence[int] | None] | None = None,
+    finished: Sequence[bool | None] | None = None,
+    end_token_id: int | None = None,
 ) -> list[float]:
-    """Summed log-prob of each response (plus EOS, as trained) given its prompt, in input order.
+    """Summed log-prob of each response (plus its end token, as trained) given its prompt, in input order.
+
+    ``response_ids``, ``finished`` and ``end_token_id`` are parallel to ``pairs`` and mean what they mean
+    in :func:`larpo.data.tokenize_list`: a pair with sampled ids is scored on exactly those tokens.
 
     Consecutive pairs with the same prompt form one list, so the prompt is encoded once for all of them
     (:func:`larpo.logprobs.shared_prefix_logps`); a batch holds about ``batch_size`` responses.
@@ -33,7 +39,13 @@ def response_logps(
     device = next(model.parameters()).device
     collator = ListCollator(pad_token_id=tokenizer.pad_token_id, max_length=max_length)
     out: list[float] = []
-    for examples in _batches(tokenizer, pairs, batch_size):
+    count = len(pairs)
+    tokens = {"response_ids": response_ids or [None] * count, "finished": finished or [None] * count}
+    for name, values in tokens.items():
+        if len(values) != count:
+            raise ValueError(f"{count} pairs but {len(values)} {name}")
+    items = [(p, r, ids, done) for (p, r), ids, done in zip(pairs, *tokens.values(), strict=True)]
+    for examples in _batches(tokenizer, items, batch_size, end_token_id):
         batch = {k: v.to(device) for k, v in collator(examples).items()}
         logps, _ = list_logps(model, batch, shared_prefix=True, chunk_size=chunk_size)  # (B, m)
         out.extend(logps[batch["list_mask"]].tolist())
@@ -42,20 +54,26 @@ def response_logps(
 
 
 def _batches(
-    tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], batch_size: int
+    tokenizer: PreTrainedTokenizerBase, items: Sequence[tuple], batch_size: int, end_token_id: int | None
 ) -> Iterator[list[dict]]:
-    """List examples of consecutive same-prompt pairs, gathered into batches of about ``batch_size``
-    responses (a list is never split across batches unless it alone exceeds ``batch_size``)."""
+    """List examples of consecutive same-prompt ``(prompt, response, ids, finished)`` items, gathered into
+    batches of about ``batch_size`` responses (a list is never split across batches unless it alone
+    exceeds ``batch_size``)."""
     batch: list[dict] = []
     size = 0
-    for prompt, group in itertools.groupby(pairs, key=lambda pair: pair[0]):
-        responses = [response for _, response in group]
-        for start in range(0, len(responses), batch_size):
-            chunk = responses[start : start + batch_size]
+    for prompt, group in itertools.groupby(items, key=lambda item: item[0]):
+        group = list(group)
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
             if batch and size + len(chunk) > batch_size:
                 yield batch
                 batch, size = [], 0
-            batch.append(tokenize_list(tokenizer, prompt, chunk))
+            _, responses, ids, finished = zip(*chunk, strict=True)
+            batch.append(
+                tokenize_list(
+                    tokenizer, prompt, responses, response_ids=ids, finished=finished, end_token_id=end_token_id
+                )
+            )
             size += len(chunk)
     if batch:
         yield batch

@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from larpo.checks import is_token_ids
 from larpo.errors import InputError
 from larpo.io import atomic_write_bytes
 
 _ITER_FILE = re.compile(r"iter_(\d+)\.jsonl")
-_OPTIONAL = frozenset({"reference_logp", "source"})
+_OPTIONAL = frozenset({"reference_logp", "source", "response_ids", "finished"})
 
 
 class StoreError(InputError):
@@ -40,6 +41,9 @@ class CandidateRecord:
         temperature: the sampling temperature.
         reference_logp: summed log-prob under the reference model, if computed.
         source: where the candidate came from (``policy``, ``random``, ``related``), if recorded.
+        response_ids: the sampled token ids (with the stop token when it finished), if recorded; training
+            and reference log-probs then score exactly these tokens instead of re-tokenizing ``response``.
+        finished: whether the sample ended with a stop token (False: cut at ``max_new_tokens``), if recorded.
     """
 
     prompt_id: str
@@ -50,6 +54,8 @@ class CandidateRecord:
     temperature: float
     reference_logp: float | None = None
     source: str | None = None
+    response_ids: list[int] | None = None
+    finished: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("prompt_id", "prompt", "response"):
@@ -63,6 +69,10 @@ class CandidateRecord:
             if value is None and name != "temperature":
                 continue
             object.__setattr__(self, name, _check_float(name, value))
+        if self.response_ids is not None:
+            object.__setattr__(self, "response_ids", _check_ids("response_ids", self.response_ids))
+        if self.finished is not None and not isinstance(self.finished, bool):
+            raise StoreError(f"field 'finished' must be a bool, got {_type(self.finished)}")
 
     def to_json(self) -> str:
         """One JSON line (no newline); optional fields are left out when unset."""
@@ -103,6 +113,12 @@ def _type(value: Any) -> str:
 def _check_str(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise StoreError(f"field {name!r} must be a str, got {_type(value)}")
+
+
+def _check_ids(name: str, value: Any) -> list[int]:
+    if not is_token_ids(value):
+        raise StoreError(f"field {name!r} must be a list of token ids (ints >= 0)")
+    return list(value)
 
 
 def _check_float(name: str, value: Any) -> float:

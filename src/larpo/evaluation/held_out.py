@@ -54,16 +54,20 @@ def evaluate_policy(
     *,
     baseline: Generator | None = None,
     keep_samples: bool = False,
+    reward_prompts: list | None = None,
 ) -> dict[str, Any]:
     """Greedy accuracy and reward, pass@k and the Recall@N curve per temperature, optional best-of-N
     and win rate against a baseline policy's greedy outputs. With ``keep_samples`` the first temperature's
     distinct samples and their scores are returned under ``samples`` (held-out candidate lists).
+    ``prompts`` are the texts the policy sees (rendered in its chat template); the reranker gets
+    ``reward_prompts`` (the prompts as the file holds them, strings or message lists), default ``prompts``.
 
     Returns a JSON-ready dict; ``pass_at_k`` is for the first temperature, ``pass_at_k_by_temperature``
     and ``recall_curve`` (pass@N for N = 1..num_samples) cover all of them.
     """
+    scored = prompts if reward_prompts is None else reward_prompts
     greedy = generator.greedy(prompts, settings.max_new_tokens)
-    greedy_scores = [s[0] for s in reranker.score(prompts, [[g] for g in greedy])]
+    greedy_scores = [s[0] for s in reranker.score(scored, [[g] for g in greedy])]
     result: dict[str, Any] = {
         "prompts": len(prompts),
         "greedy_accuracy": _fraction(s >= settings.correct_threshold for s in greedy_scores),
@@ -79,7 +83,7 @@ def evaluate_policy(
             seed=settings.seed + index,
         )
         generations = generator.generate(prompts, params)
-        scores = reranker.score(prompts, generations.responses)
+        scores = reranker.score(scored, generations.responses)
         totals = [sum(c) for c in generations.counts]
         correct = [
             sum(c for c, s in zip(counts, row, strict=True) if s >= settings.correct_threshold)
@@ -95,8 +99,8 @@ def evaluate_policy(
     result["recall_curve"] = curves
     if settings.best_of:
         picked = best_of_n(generator, reranker, prompts, settings.best_of, settings.temperatures[0],
-                           settings.max_new_tokens, settings.seed)  # fmt: skip
-        picked_scores = [s[0] for s in reranker.score(prompts, [[p] for p in picked])]
+                           settings.max_new_tokens, settings.seed, reward_prompts=scored)  # fmt: skip
+        picked_scores = [s[0] for s in reranker.score(scored, [[p] for p in picked])]
         result["best_of_n"] = {
             "n": settings.best_of,
             "accuracy": _fraction(s >= settings.correct_threshold for s in picked_scores),
@@ -104,7 +108,7 @@ def evaluate_policy(
         }
     if baseline is not None:
         baseline_outputs = baseline.greedy(prompts, settings.max_new_tokens)
-        baseline_scores = [s[0] for s in reranker.score(prompts, [[b] for b in baseline_outputs])]
+        baseline_scores = [s[0] for s in reranker.score(scored, [[b] for b in baseline_outputs])]
         result["win_rate"] = win_rate(greedy_scores, baseline_scores)
     result["greedy_outputs"] = greedy
     return result
@@ -118,12 +122,15 @@ def best_of_n(
     temperature: float,
     max_new_tokens: int,
     seed: int = 0,
+    *,
+    reward_prompts: list | None = None,
 ) -> list[str]:
-    """Retriever-reranker inference: sample ``n`` responses, return the one the reranker scores highest."""
+    """Retriever-reranker inference: sample ``n`` responses, return the one the reranker scores highest
+    (it sees ``reward_prompts`` when given, as in :func:`evaluate_policy`)."""
     generations = generator.generate(
         prompts, SamplingParams(n, temperature, max_new_tokens=max_new_tokens, seed=seed)
     )
-    scores = reranker.score(prompts, generations.responses)
+    scores = reranker.score(prompts if reward_prompts is None else reward_prompts, generations.responses)
     return [
         max(zip(row_scores, responses, strict=True), key=lambda pair: pair[0])[1]
         for row_scores, responses in zip(scores, generations.responses, strict=True)
@@ -137,18 +144,20 @@ def implicit_rewards_of_lists(
     prompts: list[str],
     responses: list[list[str]],
     beta: float,
+    end_token_id: int | None = None,
 ) -> list[list[float]]:
     """``beta * (log pi - log pi_ref)`` of every response, as lists parallel to ``responses``.
 
-    ``reference=None``: the reference is ``policy`` with its (peft) adapters disabled.
+    ``reference=None``: the reference is ``policy`` with its (peft) adapters disabled. Responses end with
+    ``end_token_id`` (the chat template's end of turn; default EOS), as trained.
     """
     pairs = [(p, r) for p, row in zip(prompts, responses, strict=True) for r in row]
-    policy_logps = iter(response_logps(policy, tokenizer, pairs))
+    policy_logps = iter(response_logps(policy, tokenizer, pairs, end_token_id=end_token_id))
     if reference is None:
         with without_adapters(policy):
-            reference_logps = iter(response_logps(policy, tokenizer, pairs))
+            reference_logps = iter(response_logps(policy, tokenizer, pairs, end_token_id=end_token_id))
     else:
-        reference_logps = iter(response_logps(reference, tokenizer, pairs))
+        reference_logps = iter(response_logps(reference, tokenizer, pairs, end_token_id=end_token_id))
     return [[beta * (next(policy_logps) - next(reference_logps)) for _ in row] for row in responses]
 
 
@@ -183,28 +192,34 @@ def export_alpaca_eval(
 def evaluate_model_dir(
     model: Path, prompts: Path, reward: str, output: Path, settings: EvalSettings, *, batch_size: int = 64,
     dtype: str = "auto", baseline_model: Path | None = None, alpaca_eval: Path | None = None,
+    chat_template: str = "auto",
 ) -> dict[str, Any]:
     """``larpo eval``: :func:`evaluate_policy` of the model directory ``model`` on the prompts file
     ``prompts`` with the reranker ``reward``; writes ``eval.json`` and ``pass_at_n.png`` to ``output``
-    (and AlpacaEval outputs to ``alpaca_eval``). The win rate is against ``baseline_model``'s greedy outputs."""
+    (and AlpacaEval outputs to ``alpaca_eval``). The win rate is against ``baseline_model``'s greedy outputs.
+    Prompts are rendered under ``chat_template`` and samples stop at the policy's stop ids."""
+    from larpo.chat import ChatFormat
     from larpo.evaluation.plots import plot_recall_curves
     from larpo.generation import TransformersGenerator
     from larpo.io import atomic_write_json
     from larpo.model_io import check_prompt_lengths, load_policy
-    from larpo.prompts import load_prompts
+    from larpo.prompts import load_prompts, rendered
     from larpo.rewards import load_reranker
 
     items = load_prompts(prompts)
     reranker = load_reranker(reward)
     policy, tokenizer = load_policy(model, dtype)
+    chat = ChatFormat(tokenizer, chat_template)
+    items = rendered(items, chat, f"{prompts}: ")
     check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
                          max_new_tokens=settings.max_new_tokens, where=f"{prompts}: ")  # fmt: skip
     baseline = None
     if baseline_model is not None:
         baseline = TransformersGenerator(*load_policy(baseline_model, dtype), batch_size=batch_size)
     texts = [p.text for p in items]
-    generator = TransformersGenerator(policy, tokenizer, batch_size=batch_size)
-    result = evaluate_policy(generator, reranker, texts, settings, baseline=baseline)
+    generator = TransformersGenerator(policy, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(policy))
+    result = evaluate_policy(generator, reranker, texts, settings, baseline=baseline,
+                             reward_prompts=[p.original for p in items])  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output / "eval.json", result)
     plot_recall_curves(result["recall_curve"], output / "pass_at_n.png", f"{model.name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -62,34 +63,44 @@ class Generations:
 
     Attributes:
         responses: per prompt, the distinct responses in first-seen sampling order (exact duplicates removed).
-        finished: parallel to ``responses``: True when the sample ended with EOS, False when it was cut at
-            ``max_new_tokens``.
+        finished: parallel to ``responses``: True when the sample ended with a stop token, False when it was
+            cut at ``max_new_tokens``.
         duplicates: total number of exact duplicate samples removed over all prompts, so
             ``sum(map(len, responses)) + duplicates == num_samples * len(prompts)``.
         counts: parallel to ``responses``: how many of the raw samples were this response (for
             unbiased pass@k, which counts duplicates).
+        token_ids: parallel to ``responses`` (None when the backend did not give them): the generated ids of
+            the kept sample, without padding and with its stop token when it finished.
     """
 
     responses: list[list[str]]
     finished: list[list[bool]]
     duplicates: int
     counts: list[list[int]]
+    token_ids: list[list[list[int]]] | None = None
 
 
-def deduplicate(samples: list[list[str]], finished: list[list[bool]]) -> Generations:
-    """Drop exact duplicate responses per prompt, keeping the first occurrence and its ``finished`` flag."""
-    kept_responses, kept_finished, kept_counts, duplicates = [], [], [], 0
-    for row, flags in zip(samples, finished, strict=True):
-        first: dict[str, bool] = {}
+def deduplicate(
+    samples: list[list[str]], finished: list[list[bool]], token_ids: list[list[list[int]]] | None = None
+) -> Generations:
+    """Drop exact duplicate responses per prompt, keeping the first occurrence, its ``finished`` flag and
+    its token ids (two samples with the same text but different ids count as duplicates)."""
+    rows_ids = token_ids if token_ids is not None else [[None] * len(row) for row in samples]
+    kept_responses, kept_finished, kept_counts, kept_ids, duplicates = [], [], [], [], 0
+    for row, flags, ids in zip(samples, finished, rows_ids, strict=True):
+        first: dict[str, tuple[bool, list[int] | None]] = {}
         counts: dict[str, int] = {}
-        for response, flag in zip(row, flags, strict=True):
-            first.setdefault(response, flag)
+        for response, flag, sample_ids in zip(row, flags, ids, strict=True):
+            first.setdefault(response, (flag, sample_ids))
             counts[response] = counts.get(response, 0) + 1
         kept_responses.append(list(first))
-        kept_finished.append(list(first.values()))
+        kept_finished.append([flag for flag, _ in first.values()])
+        kept_ids.append([sample_ids for _, sample_ids in first.values()])
         kept_counts.append([counts[r] for r in first])
         duplicates += len(row) - len(first)
-    return Generations(kept_responses, kept_finished, duplicates, kept_counts)
+    return Generations(
+        kept_responses, kept_finished, duplicates, kept_counts, kept_ids if token_ids is not None else None
+    )
 
 
 def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> list[list[int]]:
@@ -107,11 +118,22 @@ def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> 
     return prompt_ids
 
 
-def decode_response(tokenizer: PreTrainedTokenizerBase, tokens: list[int], eos_id: int) -> tuple[str, bool]:
-    """The text of generated ``tokens`` up to the first ``eos_id`` (excluded, special tokens skipped),
-    and whether that EOS was reached (False: the sample was cut at ``max_new_tokens``)."""
-    end = tokens.index(eos_id) if eos_id in tokens else len(tokens)
-    return tokenizer.decode(tokens[:end], skip_special_tokens=True), end < len(tokens)
+def decode_response(
+    tokenizer: PreTrainedTokenizerBase, tokens: list[int], stop_ids: Sequence[int]
+) -> tuple[str, bool, list[int]]:
+    """The text of generated ``tokens`` up to the first stop id (excluded, special tokens skipped),
+    whether a stop id was reached (False: the sample was cut at ``max_new_tokens``), and the sample's ids
+    up to and including that stop id (what follows it is padding)."""
+    stops = set(stop_ids)
+    end = next((i for i, token in enumerate(tokens) if token in stops), len(tokens))
+    finished = end < len(tokens)
+    text = tokenizer.decode(tokens[:end], skip_special_tokens=True)
+    return text, finished, list(tokens[: end + 1] if finished else tokens)
+
+
+def group(values: list, size: int) -> list[list]:
+    """``values`` in consecutive groups of ``size`` (a flat ``[B * k]`` list as ``[B][k]``)."""
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 class Generator(ABC):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from larpo.chat import stop_token_ids
 from larpo.errors import InputError
 from larpo.generation.base import (
     Generations,
@@ -15,6 +16,7 @@ from larpo.generation.base import (
     SamplingParams,
     decode_response,
     deduplicate,
+    group,
     tokenize_prompts,
 )
 
@@ -55,8 +57,9 @@ class TransformersGenerator(Generator):
 
     Prompts are tokenized with ``add_special_tokens=False``, the convention larpo uses for training
     (:func:`larpo.data.tokenize_list` tokenizes prompt and response separately), so a prompt carries any
-    BOS or chat template itself. Batches are padded on the left by hand; the tokenizer is not modified.
-    A sample stops at the tokenizer's EOS token, which is not part of the returned text.
+    BOS or chat template itself (:mod:`larpo.chat` renders it). Batches are padded on the left by hand;
+    the tokenizer is not modified. A sample stops at any of ``stop_ids``, which is not part of the returned
+    text but is the last of its token ids.
 
     Output is reproducible for the same prompts, params and ``batch_size``: sampling is seeded with
     ``params.seed`` inside a forked RNG, so the caller's global RNG state is left unchanged.
@@ -66,6 +69,8 @@ class TransformersGenerator(Generator):
         tokenizer: the model's tokenizer; must have an EOS token. Padding uses its pad token, else EOS.
         batch_size: prompts per ``generate`` call (each call yields ``batch_size * num_samples`` sequences).
         device: where input tensors are placed; defaults to the device of the model's parameters.
+        stop_ids: the ids that end a sample; default :func:`larpo.chat.stop_token_ids` (the model's
+            generation-config EOS ids, the tokenizer's EOS and the chat template's end-of-turn token).
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class TransformersGenerator(Generator):
         *,
         batch_size: int = 32,
         device: str | torch.device | None = None,
+        stop_ids: Sequence[int] | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -85,6 +91,7 @@ class TransformersGenerator(Generator):
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.eos_id: int = tokenizer.eos_token_id
+        self.stop_ids: list[int] = list(stop_ids) if stop_ids else stop_token_ids(model, tokenizer)
         self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
 
     def generate(self, prompts: list[str], params: SamplingParams) -> Generations:
@@ -92,22 +99,24 @@ class TransformersGenerator(Generator):
         prompt_ids = tokenize_prompts(self.tokenizer, prompts)
         samples: list[list[str]] = []
         finished: list[list[bool]] = []
+        token_ids: list[list[list[int]]] = []
         training = self.model.training
         self.model.eval()
         try:
             with _seeded(params.seed, self.device), torch.inference_mode():
                 for start in range(0, len(prompt_ids), self.batch_size):
-                    texts, done = self._generate_batch(prompt_ids[start : start + self.batch_size], params)
+                    texts, done, ids = self._generate_batch(prompt_ids[start : start + self.batch_size], params)
                     samples += texts
                     finished += done
+                    token_ids += ids
         finally:
             self.model.train(training)
-        return deduplicate(samples, finished)
+        return deduplicate(samples, finished, token_ids)
 
     def _generate_batch(
         self, prompt_ids: list[list[int]], params: SamplingParams
-    ) -> tuple[list[list[str]], list[list[bool]]]:
-        """Decoded new text and EOS flags, ``[B][k]`` each, for one batch of ``B`` prompts."""
+    ) -> tuple[list[list[str]], list[list[bool]], list[list[list[int]]]]:
+        """Decoded new text, stop flags and generated ids, ``[B][k]`` each, for one batch of ``B`` prompts."""
         input_ids, attention_mask = _left_pad(prompt_ids, self.pad_id)
         sampling = (
             {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
@@ -119,15 +128,12 @@ class TransformersGenerator(Generator):
             num_return_sequences=params.num_samples,
             max_new_tokens=params.max_new_tokens,
             pad_token_id=self.pad_id,
-            eos_token_id=self.eos_id,
+            eos_token_id=self.stop_ids if len(self.stop_ids) > 1 else self.stop_ids[0],
             **sampling,
         )  # [B * k, P + new], rows grouped by prompt
-        texts, done = [], []
-        for tokens in output[:, input_ids.shape[1] :].tolist():
-            text, finished = decode_response(self.tokenizer, tokens, self.eos_id)
-            texts.append(text)
-            done.append(finished)
-        k = params.num_samples
-        return [texts[i : i + k] for i in range(0, len(texts), k)], [
-            done[i : i + k] for i in range(0, len(done), k)
+        decoded = [
+            decode_response(self.tokenizer, tokens, self.stop_ids)
+            for tokens in output[:, input_ids.shape[1] :].tolist()
         ]
+        k = params.num_samples
+        return tuple(group([sample[part] for sample in decoded], k) for part in range(3))

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
+from larpo.chat import stop_token_ids
 from larpo.errors import InputError
 from larpo.generation.base import (
     Generations,
@@ -62,11 +63,13 @@ class VLLMGenerator(Generator):
     """Samples with a vLLM engine; same outputs contract as :class:`TransformersGenerator`.
 
     Prompts are tokenized here with ``add_special_tokens=False`` and passed to vLLM as token ids; each
-    sample is cut at the tokenizer's EOS and decoded here with ``skip_special_tokens=True``, exactly as
-    the transformers backend does, so ``responses``, ``finished`` and the duplicate counts mean the same.
+    sample stops at any of the stop ids (:func:`larpo.chat.stop_token_ids`: the directory's
+    ``generation_config.json`` EOS ids, the tokenizer's EOS and the chat template's end-of-turn token), is
+    cut there and decoded here with ``skip_special_tokens=True``, exactly as the transformers backend
+    does, so ``responses``, ``finished``, ``token_ids`` and the duplicate counts mean the same.
     Sampling uses ``temperature`` and ``top_p`` with no top-k truncation; temperature 0 is greedy.
-    The model's ``generation_config.json`` is ignored (vLLM's ``generation_config="vllm"``), so only
-    the requested settings apply.
+    The sampling settings of the model's ``generation_config.json`` are ignored (vLLM's
+    ``generation_config="vllm"``), so only the requested settings apply.
 
     Every prompt is one request with ``n = num_samples`` and its own seed derived from ``params.seed``
     and the prompt's position (:func:`request_seed`), so output is reproducible for the same prompts and
@@ -80,6 +83,7 @@ class VLLMGenerator(Generator):
         dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (vLLM reads the checkpoint's dtype).
         engine_kwargs: further ``vllm.LLM`` arguments, e.g. ``gpu_memory_utilization``,
             ``tensor_parallel_size``, ``max_model_len``, ``enforce_eager``; ``dtype`` here wins.
+        chat_template: the run's setting, whose end-of-turn token is one of the stop ids.
 
     Raises:
         InputError: vLLM is not installed, the directory or its tokenizer is missing, ``engine_kwargs``
@@ -87,7 +91,12 @@ class VLLMGenerator(Generator):
     """
 
     def __init__(
-        self, model_path: str | Path, *, dtype: str = "auto", engine_kwargs: dict[str, Any] | None = None
+        self,
+        model_path: str | Path,
+        *,
+        dtype: str = "auto",
+        engine_kwargs: dict[str, Any] | None = None,
+        chat_template: str = "auto",
     ) -> None:
         check_vllm_installed()
         engine_kwargs = {} if engine_kwargs is None else engine_kwargs
@@ -103,6 +112,7 @@ class VLLMGenerator(Generator):
         if self.tokenizer.eos_token_id is None:
             raise InputError("the tokenizer has no EOS token, so generated responses could never finish")
         self.eos_id: int = self.tokenizer.eos_token_id
+        self.stop_ids: list[int] = stop_token_ids(_saved_generation_config(path), self.tokenizer, chat_template)
         vllm = importlib.import_module("vllm")
         self._vllm = vllm
         engine_kwargs.setdefault("dtype", dtype)
@@ -123,14 +133,16 @@ class VLLMGenerator(Generator):
         outputs = self._llm.generate(requests, sampling, use_tqdm=False)
         samples: list[list[str]] = []
         finished: list[list[bool]] = []
+        token_ids: list[list[list[int]]] = []
         for output in outputs:  # in prompt order
             decoded = [
-                decode_response(self.tokenizer, list(completion.token_ids), self.eos_id)
+                decode_response(self.tokenizer, _with_stop_token(completion), self.stop_ids)
                 for completion in sorted(output.outputs, key=lambda completion: completion.index)
             ]
-            samples.append([text for text, _ in decoded])
-            finished.append([done for _, done in decoded])
-        return deduplicate(samples, finished)
+            samples.append([text for text, _, _ in decoded])
+            finished.append([done for _, done, _ in decoded])
+            token_ids.append([ids for _, _, ids in decoded])
+        return deduplicate(samples, finished, token_ids)
 
     def _sampling_params(self, params: SamplingParams, prompt_index: int) -> Any:
         """vLLM sampling settings of one prompt's request."""
@@ -141,7 +153,7 @@ class VLLMGenerator(Generator):
             top_k=0,
             max_tokens=params.max_new_tokens,
             seed=None if params.greedy else request_seed(params.seed, prompt_index),
-            stop_token_ids=[self.eos_id],
+            stop_token_ids=list(self.stop_ids),
             detokenize=False,
         )
 
@@ -157,3 +169,25 @@ class VLLMGenerator(Generator):
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _saved_generation_config(path: Path) -> Any:
+    """An object whose ``generation_config`` is the directory's (None when it has none or it is unreadable)."""
+    from types import SimpleNamespace
+
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(str(path))
+    except (OSError, ValueError):
+        config = None
+    return SimpleNamespace(generation_config=config)
+
+
+def _with_stop_token(completion: Any) -> list[int]:
+    """A completion's token ids, with the stop token id appended when vLLM stopped at it but left it out."""
+    ids = list(completion.token_ids)
+    stop = getattr(completion, "stop_reason", None)
+    if getattr(completion, "finish_reason", None) == "stop" and isinstance(stop, int) and stop not in ids[-1:]:
+        ids.append(stop)
+    return ids

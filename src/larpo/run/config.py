@@ -15,6 +15,7 @@ import yaml
 
 from larpo.adapters import LoraSettings, parse_lora
 from larpo.candidates import ListSettings
+from larpo.chat import check_template_setting
 from larpo.checks import check_choice, check_field_types, check_known_keys, read_yaml_mapping
 from larpo.errors import InputError
 from larpo.losses import OBJECTIVES, check_options
@@ -42,6 +43,9 @@ class RunConfig:
     )
     reward: str = _f("", "reranker: 'module:function', 'path/file.py:function', or a reward model directory")
     output_dir: str = _f("", "run directory (created; re-running the same command resumes it)")
+    chat_template: str = _f(
+        "auto", "prompts as the model sees them: auto (the tokenizer's template, if any), none, or a Jinja file"
+    )
     # the loop
     iterations: int = _f(3, "number of iterations T")
     prompts_per_iteration: int | None = _f(None, "prompts sampled each iteration (M); null = all prompts")
@@ -55,6 +59,9 @@ class RunConfig:
     generation_batch_size: int = _f(64, "prompts per generation call")
     score_batch_size: int | None = _f(
         None, "prompts per reranker call (null: generation_batch_size)"
+    )
+    keep_truncated: bool = _f(
+        True, "keep samples cut at max_new_tokens (false: drop them before scoring; counted either way)"
     )
     generator: str = _f(
         "transformers", "sampling backend: transformers (model.generate) or vllm (larpo[vllm])"
@@ -159,6 +166,10 @@ class RunConfig:
             raise InputError(f"config: 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.nll_weight < 0:
             raise InputError(f"config: 'nll_weight' must be >= 0, got {self.nll_weight}")
+        try:
+            check_template_setting(self.chat_template)
+        except InputError as error:
+            raise InputError(f"config: {error}") from None
         check_choice("config: 'reference'", self.reference, ("initial", "previous"))
         check_choice("config: 'dtype'", self.dtype, ("auto", "float32", "bfloat16", "float16"))
         check_choice("config: 'generator'", self.generator, ("transformers", "vllm"))

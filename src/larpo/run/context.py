@@ -17,6 +17,7 @@ import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from larpo.adapters import (
     require_peft,
     save_merged,
 )
+from larpo.chat import ChatFormat
 from larpo.distributed import check_data_parallel, check_launch, process_state
 from larpo.errors import InputError
 from larpo.faults import fault_point
@@ -42,7 +44,7 @@ from larpo.generation.vllm_backend import check_vllm_installed
 from larpo.io import atomic_write_json
 from larpo.model_card import ModelCardInfo, write_model_card
 from larpo.model_io import check_prompt_lengths, load_policy, resolve_dtype
-from larpo.prompts import Prompt, load_prompts
+from larpo.prompts import Prompt, load_prompts, rendered
 from larpo.reference import response_logps
 from larpo.rewards import Reranker, load_reranker
 from larpo.run.config import RunConfig
@@ -64,6 +66,8 @@ class RunContext:
     manifest: Manifest
     tracker: IterationTracker | None = None
     """The run's trackers (``report_to``) on the main process while :func:`~larpo.run.runner.execute` runs."""
+    chat: ChatFormat | None = None
+    """How prompts and responses are framed for the policy (its chat template, end token, stop ids)."""
     _policies: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -89,7 +93,10 @@ class RunContext:
         model, tokenizer = context.policy(config.model)  # a model directory that does not load fails here
         if config.lora:
             check_targets(model, config.lora)
-        for path, items in ((config.prompts, prompts), (config.eval_prompts, eval_prompts)):
+        context.chat = ChatFormat(tokenizer, config.chat_template)
+        context.prompts = rendered(prompts, context.chat, f"{config.prompts}: ")
+        context.eval_prompts = rendered(eval_prompts, context.chat, f"{config.eval_prompts}: ")
+        for path, items in ((config.prompts, context.prompts), (config.eval_prompts, context.eval_prompts)):
             check_prompt_lengths(
                 model, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
                 max_new_tokens=config.max_new_tokens, max_length=config.max_length, where=f"{path}: ",
@@ -167,16 +174,41 @@ class RunContext:
             dtype = str(resolve_dtype(config.dtype)).removeprefix("torch.")  # as the trainer's
             if is_adapter_dir(path):  # LoRA: sample from the merged export of the same iteration
                 path = str(Path(path).with_name("merged"))
-            return VLLMGenerator(path, dtype=dtype, engine_kwargs=config.vllm_kwargs)
+            return VLLMGenerator(path, dtype=dtype, engine_kwargs=config.vllm_kwargs, chat_template=config.chat_template)
         model, tokenizer = self.policy(path)
-        return TransformersGenerator(model, tokenizer, batch_size=config.generation_batch_size)
+        return TransformersGenerator(
+            model, tokenizer, batch_size=config.generation_batch_size, stop_ids=self.chat.stop_token_ids(model)
+        )
 
-    def response_logps(self, model, tokenizer, pairs: list[tuple[str, str]]) -> list[float]:
-        """:func:`larpo.reference.response_logps` with the run's truncation and LM-head chunking."""
+    def response_logps(
+        self, model, tokenizer, pairs: list[tuple[str, str]], response_ids=None, finished=None
+    ) -> list[float]:
+        """:func:`larpo.reference.response_logps` with the run's truncation, LM-head chunking and end token;
+        pairs with sampled ``response_ids`` are scored on exactly those ids."""
         config = self.config
         return response_logps(
-            model, tokenizer, pairs, max_length=config.max_length, chunk_size=config.logprob_chunk_size
-        )
+            model, tokenizer, pairs, max_length=config.max_length, chunk_size=config.logprob_chunk_size,
+            response_ids=response_ids, finished=finished, end_token_id=self.chat.end_token_id,
+        )  # fmt: skip
+
+    @property
+    def records_ids(self) -> bool:
+        """Whether candidates keep their sampled token ids: when a chat template frames the prompts (a
+        plain-text run re-tokenizes its text, as it always has)."""
+        return self.chat.template is not None
+
+    @property
+    def records_finished(self) -> bool:
+        """Whether candidates keep their stop flag: with sampled ids, or to drop truncated samples."""
+        return self.records_ids or not self.config.keep_truncated
+
+    def original_prompt(self, prompt_id: str):
+        """The prompt ``prompt_id`` as the prompts file holds it (a string or a message list)."""
+        return self._originals[prompt_id]
+
+    @cached_property
+    def _originals(self) -> dict[str, Any]:
+        return {p.prompt_id: p.original for p in self.prompts}
 
     def prompts_for(self, s: int) -> list[Prompt]:
         """The prompts of iteration ``s``: all, or a seeded sample of ``prompts_per_iteration``."""

@@ -32,7 +32,10 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
         keep = s >= 0 and config.eval_ranking_prompts > 0
         settings = eval_settings(config, s)
         with ctx.generator(ctx.model_path(s)) as generator:
-            result = evaluate_policy(generator, ctx.eval_reranker, texts, settings, keep_samples=keep)
+            result = evaluate_policy(
+                generator, ctx.eval_reranker, texts, settings, keep_samples=keep,
+                reward_prompts=[p.original for p in ctx.eval_prompts],
+            )  # fmt: skip
         kept = result.pop("samples", None)
         if kept:
             result.update(held_out_ranking(ctx, s, texts, kept))
@@ -77,6 +80,6 @@ def held_out_ranking(ctx: RunContext, s: int, prompts: list[str], kept: dict[str
         reference = ctx.load(reference_path)[0].to(policy.device)
     rewards = implicit_rewards_of_lists(
         policy, reference, tokenizer, [prompts[i] for i in chosen],
-        [kept["responses"][i] for i in chosen], config.beta,
+        [kept["responses"][i] for i in chosen], config.beta, ctx.chat.end_token_id,
     )  # fmt: skip
     return ranking_quality(rewards, [kept["scores"][i] for i in chosen])

@@ -36,7 +36,9 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
 
                 def sample(index: int) -> None:
                     params = sampling_params(ctx, s, index, mix)
-                    records = sample_candidates(generator, chunks[index], s, params)
+                    records = sample_candidates(
+                        generator, chunks[index], s, params, ids=ctx.records_ids, finished=ctx.records_finished
+                    )
                     write_records_atomic(paths[index], records)
                     fault_point("generate.chunk")
 
@@ -58,25 +60,39 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
         "candidates": len(policy_records),
         "duplicates": len(prompts) * config.num_candidates - len(policy_records),
         "external_negatives": len(records) - len(policy_records),
+        "truncated": sum(r.finished is False for r in policy_records),
         "temperatures": [t for t, _ in mix],
     }
 
 
 def sample_candidates(
-    generator: Generator, prompts: list[Prompt], iteration: int, params: list[SamplingParams]
+    generator: Generator,
+    prompts: list[Prompt],
+    iteration: int,
+    params: list[SamplingParams],
+    *,
+    ids: bool = False,
+    finished: bool = False,
 ) -> list[CandidateRecord]:
-    """The policy's candidates for ``prompts``: the samples of every entry of ``params`` (one per
-    temperature), each response once per prompt, with the temperature that first sampled it."""
-    per_prompt: list[dict[str, float]] = [{} for _ in prompts]
+    """The policy's candidates for ``prompts`` (rendered: ``Prompt.text`` is what the model saw and what
+    the records keep): the samples of every entry of ``params`` (one per temperature), each response
+    once per prompt, with the temperature, token ids and stop flag of the sample that first gave it.
+    ``ids`` / ``finished``: keep the sampled token ids / stop flag in the records."""
+    per_prompt: list[dict[str, tuple]] = [{} for _ in prompts]
     for group in params:
         generations = generator.generate([p.text for p in prompts], group)
-        for seen, responses in zip(per_prompt, generations.responses, strict=True):
-            for response in responses:
-                seen.setdefault(response, group.temperature)
+        token_ids = generations.token_ids or [[None] * len(row) for row in generations.responses]
+        rows = zip(generations.responses, token_ids, generations.finished, strict=True)
+        for seen, (responses, row_ids, flags) in zip(per_prompt, rows, strict=True):
+            for response, sample_ids, flag in zip(responses, row_ids, flags, strict=True):
+                seen.setdefault(response, (group.temperature, sample_ids, flag))
     return [
-        CandidateRecord(p.prompt_id, p.text, response, None, iteration, temperature, source="policy")
+        CandidateRecord(
+            p.prompt_id, p.text, response, None, iteration, temperature, source="policy",
+            response_ids=sample_ids if ids else None, finished=flag if finished else None,
+        )  # fmt: skip
         for p, seen in zip(prompts, per_prompt, strict=True)
-        for response, temperature in seen.items()
+        for response, (temperature, sample_ids, flag) in seen.items()
     ]
 
 
@@ -97,17 +113,23 @@ def sampling_params(ctx: RunContext, s: int, index: int, mix: list[tuple[float, 
 
 
 def sample_prompts_file(
-    model: Path, prompts: Path, params: SamplingParams, *, batch_size: int, dtype: str = "auto"
+    model: Path, prompts: Path, params: SamplingParams, *, batch_size: int, dtype: str = "auto",
+    chat_template: str = "auto",
 ) -> tuple[list[Prompt], list[CandidateRecord]]:
-    """``larpo generate``: the prompts of the file ``prompts`` and the candidates the model directory
-    ``model`` samples for them with ``params`` (as iteration 0's)."""
+    """``larpo generate``: the prompts of the file ``prompts``, rendered under ``chat_template``, and the
+    candidates the model directory ``model`` samples for them with ``params`` (as iteration 0's; with a
+    template, with their token ids and stop flags)."""
+    from larpo.chat import ChatFormat
     from larpo.generation import TransformersGenerator
     from larpo.model_io import check_prompt_lengths, load_policy
-    from larpo.prompts import load_prompts
+    from larpo.prompts import load_prompts, rendered
 
     items = load_prompts(prompts)
     policy, tokenizer = load_policy(model, dtype)
+    chat = ChatFormat(tokenizer, chat_template)
+    items = rendered(items, chat, f"{prompts}: ")
     check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
                          max_new_tokens=params.max_new_tokens, where=f"{prompts}: ")  # fmt: skip
-    generator = TransformersGenerator(policy, tokenizer, batch_size=batch_size)
-    return items, sample_candidates(generator, items, 0, [params])
+    generator = TransformersGenerator(policy, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(policy))
+    templated = chat.template is not None
+    return items, sample_candidates(generator, items, 0, [params], ids=templated, finished=templated)

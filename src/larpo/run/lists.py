@@ -27,7 +27,7 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
         lists = fresh_reference_logps(ctx, lists, ctx.model_path(s - 1))
     path = ctx.iteration_dir(s) / "lists.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_jsonl(path, (dataclasses.asdict(item) for item in lists))
+    atomic_write_jsonl(path, (item.to_dict() for item in lists))
     fault_point("lists.write")
     return stats.as_dict()
 
@@ -35,45 +35,62 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
 def cached_reference_logps(
     ctx: RunContext, lists: list[CandidateList], iterations: list[int], s: int
 ) -> list[CandidateList]:
-    """Reference = initial model: compute each (prompt, response) once, keep it in the store.
+    """Reference = initial model: compute each candidate's log-prob once, keep it in the store.
 
-    With adapters, the initial model is the current policy with its adapters disabled (no second
-    model is loaded).
+    A candidate is its (prompt, response text, sampled ids): two samples of one text with different ids
+    have different log-probs. With adapters, the initial model is the current policy with its adapters
+    disabled (no second model is loaded).
     """
     by_iteration = {i: ctx.store.read(i) for i in iterations}
-    cache = {
-        (r.prompt_id, r.response): r.reference_logp
-        for records in by_iteration.values()
-        for r in records
-        if r.reference_logp is not None
-    }
-    missing = sorted(
-        {(x.prompt_id, x.prompt, y) for x in lists for y in x.responses if (x.prompt_id, y) not in cache}
-    )
+    cache = {_key(r.prompt_id, r.response, r.response_ids): r.reference_logp
+             for records in by_iteration.values() for r in records if r.reference_logp is not None}  # fmt: skip
+    missing = sorted({c for x in lists for c in _candidates(x) if _key(c[0], c[2], c[3]) not in cache},
+                     key=lambda c: (*c[:3], c[3] or ()))  # fmt: skip
     if missing:
         model, tokenizer = ctx.policy(ctx.model_path(s - 1) if ctx.lora else ctx.config.model)
         with without_adapters(model):
-            values = ctx.response_logps(model, tokenizer, [(p, y) for _, p, y in missing])
-        cache.update({(pid, y): v for (pid, _, y), v in zip(missing, values, strict=True)})
+            values = _logps(ctx, model, tokenizer, missing)
+        cache.update({_key(c[0], c[2], c[3]): v for c, v in zip(missing, values, strict=True)})
         for i, records in by_iteration.items():
             updated = [
-                dataclasses.replace(r, reference_logp=cache.get((r.prompt_id, r.response), r.reference_logp))
+                dataclasses.replace(r, reference_logp=cache.get(_key(r.prompt_id, r.response, r.response_ids),
+                                                                r.reference_logp))
                 for r in records
-            ]
+            ]  # fmt: skip
             if updated != records:
                 ctx.store.replace(i, updated)
                 fault_point("lists.reference")
     return [
-        dataclasses.replace(x, reference_logps=[cache[(x.prompt_id, y)] for y in x.responses]) for x in lists
+        dataclasses.replace(x, reference_logps=[cache[_key(c[0], c[2], c[3])] for c in _candidates(x)])
+        for x in lists
     ]
 
 
 def fresh_reference_logps(ctx: RunContext, lists: list[CandidateList], reference_path: str) -> list[CandidateList]:
     """Reference = previous iteration's policy: computed for every list candidate."""
     model, tokenizer = ctx.policy(reference_path)
-    pairs = [(x.prompt, y) for x in lists for y in x.responses]
-    values = iter(ctx.response_logps(model, tokenizer, pairs))
+    values = iter(_logps(ctx, model, tokenizer, [c for x in lists for c in _candidates(x)]))
     return [dataclasses.replace(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
+
+
+def _candidates(x: CandidateList) -> list[tuple]:
+    """``(prompt_id, prompt, response, ids, finished)`` of each candidate of ``x`` (ids as a tuple, or None)."""
+    ids = x.response_ids or [None] * len(x.responses)
+    finished = x.finished or [None] * len(x.responses)
+    return [(x.prompt_id, x.prompt, y, tuple(i) if i is not None else None, f)
+            for y, i, f in zip(x.responses, ids, finished, strict=True)]  # fmt: skip
+
+
+def _key(prompt_id: str, response: str, ids) -> tuple:
+    return (prompt_id, response) if ids is None else (prompt_id, response, tuple(ids))
+
+
+def _logps(ctx: RunContext, model, tokenizer, candidates: list[tuple]) -> list[float]:
+    """Log-probs of ``(prompt_id, prompt, response, ids, finished)`` candidates, of their ids when sampled."""
+    return ctx.response_logps(
+        model, tokenizer, [(p, y) for _, p, y, _, _ in candidates],
+        response_ids=[i for *_, i, _ in candidates], finished=[f for *_, f in candidates],
+    )  # fmt: skip
 
 
 def preference_pairs(lists: list[dict[str, Any]]) -> list[dict[str, Any]]:

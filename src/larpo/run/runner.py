@@ -132,8 +132,10 @@ def summary(ctx: RunContext, s: int) -> str:
     li, tr = manifest.stats(s, "lists"), manifest.stats(s, "train")
     loss = f"{tr['loss']:.4f}" if tr.get("loss") is not None else "-"
     accuracy = f"{tr['ranking_accuracy']:.3f}" if tr.get("ranking_accuracy") is not None else "-"
+    truncated = g.get("truncated", 0)
+    cut = f", {truncated} truncated{'' if ctx.config.keep_truncated else ' (dropped)'}" if truncated else ""
     line = (
-        f"iter {s}: {g['candidates']} candidates ({g['duplicates']} duplicates), "
+        f"iter {s}: {g['candidates']} candidates ({g['duplicates']} duplicates{cut}), "
         f"{li['lists_built']} lists ({li['skipped_too_few'] + li['dropped_all_tied']} skipped), "
         f"loss {loss}, ranking acc {accuracy}, mean reward {sc['mean_reward']:.4f}"
     )

@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from larpo.chat import PromptInput
 from larpo.faults import fault_point
 from larpo.io import atomic_write_json
 from larpo.rewards import Reranker
@@ -23,13 +25,19 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     """Score every candidate of iteration ``s`` with the reranker, chunk by chunk."""
     records = ctx.store.read(s)
     parts = ctx.store.path(s).with_suffix(".scores")
+    if not ctx.config.keep_truncated and any(r.finished is False for r in records):
+        if ctx.is_main:  # dropped before scoring; the generate stage's stats counted them
+            ctx.store.replace(s, [r for r in records if r.finished is not False])
+        ctx.state.wait_for_everyone()
+        records = ctx.store.read(s)
     if any(r.score is None for r in records):
         parts.mkdir(parents=True, exist_ok=True)
         chunks = chunked(list(group_by_prompt(records).values()), ctx.config.scoring_chunk_size)
         paths = [parts / f"{index:06d}.json" for index in range(len(chunks))]
 
         def score_chunk(index: int) -> None:
-            atomic_write_json(paths[index], score_groups(ctx.reranker, records, chunks[index]))
+            scores = score_groups(ctx.reranker, records, chunks[index], ctx.original_prompt)
+            atomic_write_json(paths[index], scores)
             fault_point("score.chunk")
 
         ctx.make_parts(f"iter {s}: scoring", ctx.missing_parts(paths), score_chunk)
@@ -51,9 +59,19 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     }
 
 
-def score_groups(reranker: Reranker, records: list[CandidateRecord], groups: list[list[int]]) -> list[list[float]]:
-    """The reranker's scores of each group of records (positions in ``records`` of one prompt's)."""
-    prompts = [records[group[0]].prompt for group in groups]
+def score_groups(
+    reranker: Reranker,
+    records: list[CandidateRecord],
+    groups: list[list[int]],
+    original: Callable[[str], PromptInput] | None = None,
+) -> list[list[float]]:
+    """The reranker's scores of each group of records (positions in ``records`` of one prompt's).
+
+    The reranker gets each prompt as ``original(prompt_id)`` gives it (a run's prompts as the file holds
+    them, a string or a message list, as TRL passes them to reward functions), else the stored prompt.
+    """
+    first = [records[group[0]] for group in groups]
+    prompts = [original(r.prompt_id) if original else r.prompt for r in first]
     responses = [[records[i].response for i in group] for group in groups]
     return reranker.score(prompts, responses)
 

@@ -59,8 +59,9 @@ def train_on_lists(ctx: RunContext, s: int, model, tokenizer, lists: list[dict[s
     if not lists:
         return {"lists": 0, "steps": 0, "loss": None, "ranking_accuracy": None}
     examples = []
-    for item in lists:
-        example = tokenize_list(tokenizer, item["prompt"], item["responses"])
+    for item in lists:  # the stored prompt is already rendered; sampled candidates train on their ids
+        example = tokenize_list(tokenizer, item["prompt"], item["responses"], response_ids=item.get("response_ids"),
+                                finished=item.get("finished"), end_token_id=ctx.chat.end_token_id)  # fmt: skip
         example["scores"], example["reference_logps"] = item["scores"], item["reference_logps"]
         examples.append(example)
     output_dir = str(ctx.iteration_dir(s) / "trainer")

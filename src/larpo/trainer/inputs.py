@@ -74,6 +74,7 @@ def train_on_file(
     dtype: str,
     data_format: str | None = None,
     rating: str = "rating",
+    chat_template: str = "auto",
 ) -> str:
     """``larpo train``: train the policy in ``model`` on the lists of ``data`` (read by
     :func:`larpo.dataset_formats.read_lists` as ``data_format``, detected when None; ``rating``: the
@@ -81,7 +82,8 @@ def train_on_file(
     ``lora`` is set; save it with its model card (and its log) to ``output``. Returns the summary lines
     (empty on every process but the main one under ``accelerate launch``)."""
     from larpo.adapters import add_lora, save_merged
-    from larpo.data import tokenize_list
+    from larpo.chat import ChatFormat
+    from larpo.data import tokenize_chat_list
     from larpo.dataset_formats import read_lists
     from larpo.distributed import check_launch
     from larpo.model_io import load_policy
@@ -93,10 +95,12 @@ def train_on_file(
     policy, tokenizer = load_policy(model, dtype)
     if lora:
         policy = add_lora(policy, lora, seed=args.seed)
+    chat = ChatFormat(tokenizer, chat_template)
     examples = [
-        tokenize_list(tokenizer, prompt_text(tokenizer, r["prompt"], data), r["responses"], r.get("scores"))
+        tokenize_chat_list(chat, r["prompt"], r["responses"], r.get("scores"), response_ids=r.get("response_ids"),
+                           finished=r.get("finished"))
         for r in rows
-    ]
+    ]  # fmt: skip
     context = getattr(policy.config, "max_position_embeddings", None)
     check_list_lengths(examples, args.max_length, context, data)
     trainer = ListwiseTrainer(policy, args, examples, processing_class=tokenizer)
@@ -118,16 +122,6 @@ def train_on_file(
         f"{data}: {read_stats.summary()}\n"
         f"trained on {len(examples)} lists with {args.objective} in {processes} process(es); {what} saved to {output}"
     )
-
-
-def prompt_text(tokenizer, prompt: str | list[dict[str, str]], where: Path) -> str:
-    """A list's prompt as text: a message list through the tokenizer's chat template (generation prompt
-    added); InputError when the tokenizer has none."""
-    if isinstance(prompt, str):
-        return prompt
-    if not getattr(tokenizer, "chat_template", None):
-        raise InputError(f"{where}: a prompt is a list of messages but the model's tokenizer has no chat template")
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
 def write_cards(output: Path, info: ModelCardInfo) -> None:
