@@ -12,17 +12,8 @@ import pytest
 
 from larpo.losses import OBJECTIVES
 from larpo.tasks.arithmetic import answer, demonstrations, flawed_answer
-from larpo.tasks.arithmetic.demo import DemoSettings, run_demo
-
-SHORT = DemoSettings(
-    seed=0,
-    reward="exact",
-    heldout_prompts=400,
-    sft_target_accuracy=0.3,
-    iterations=2,
-    prompts_per_iteration=1000,
-    eval_samples=2,
-)
+from larpo.tasks.arithmetic.demo import run_demo
+from tests.helpers import SHORT_DEMO as SHORT
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,8 @@ class TransformersGenerator(Generator):
                     texts, done = self._generate_batch(prompt_ids[start : start + self.batch_size], params)
                     samples += texts
                     finished += done
+                    if self.on_progress is not None:
+                        self.on_progress(len(texts))
         finally:
             self.model.train(training)
         return deduplicate(samples, finished)

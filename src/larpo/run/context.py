@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from accelerate import PartialState
 from rich.console import Console
-from rich.progress import Progress
 
 import larpo
 from larpo.adapters import (
@@ -40,6 +39,7 @@ from larpo.generation import Generator, TransformersGenerator, VLLMGenerator
 from larpo.generation.vllm_backend import check_vllm_installed
 from larpo.io import atomic_write_json
 from larpo.model_io import check_prompt_lengths, load_policy, resolve_dtype
+from larpo.progress import progress_bar
 from larpo.prompts import Prompt, load_prompts
 from larpo.reference import response_logps
 from larpo.rewards import Reranker, load_reranker
@@ -166,12 +166,13 @@ class RunContext:
         model, tokenizer = self.policy(path)
         return TransformersGenerator(model, tokenizer, batch_size=config.generation_batch_size)
 
-    def response_logps(self, model, tokenizer, pairs: list[tuple[str, str]]) -> list[float]:
-        """:func:`larpo.reference.response_logps` with the run's truncation and LM-head chunking."""
+    def response_logps(self, model, tokenizer, pairs: list[tuple[str, str]], label: str) -> list[float]:
+        """:func:`larpo.reference.response_logps` with the run's truncation and LM-head chunking, and a
+        progress bar."""
         config = self.config
-        return response_logps(
-            model, tokenizer, pairs, max_length=config.max_length, chunk_size=config.logprob_chunk_size
-        )
+        with self.progress(label, len(pairs)) as advance:
+            return response_logps(model, tokenizer, pairs, max_length=config.max_length,
+                                  chunk_size=config.logprob_chunk_size, on_progress=advance)  # fmt: skip
 
     def prompts_for(self, s: int) -> list[Prompt]:
         """The prompts of iteration ``s``: all, or a seeded sample of ``prompts_per_iteration``."""
@@ -193,11 +194,14 @@ class RunContext:
 
     def make_parts(self, label: str, indices: list[int], make: Callable[[int], None]) -> None:
         """``make(index)`` for each index, with a progress bar."""
-        with Progress(console=self.console, transient=True) as progress:
-            task = progress.add_task(label, total=len(indices))
+        with self.progress(label, len(indices)) as advance:
             for index in indices:
                 make(index)
-                progress.advance(task)
+                advance(1)
+
+    def progress(self, label: str, total: int):
+        """:func:`larpo.progress.progress_bar` on the run's console; ``with`` it to get ``advance(steps)``."""
+        return progress_bar(label, total, self.console)
 
     # ------------------------------------------------------------------ checkpoints and logs
     def finished_checkpoint(self, s: int) -> dict[str, Any] | None:

@@ -53,7 +53,8 @@ def cached_reference_logps(
     if missing:
         model, tokenizer = ctx.policy(ctx.model_path(s - 1) if ctx.lora else ctx.config.model)
         with without_adapters(model):
-            values = ctx.response_logps(model, tokenizer, [(p, y) for _, p, y in missing])
+            pairs = [(p, y) for _, p, y in missing]
+            values = ctx.response_logps(model, tokenizer, pairs, f"iter {s}: reference log-probs")
         cache.update({(pid, y): v for (pid, _, y), v in zip(missing, values, strict=True)})
         for i, records in by_iteration.items():
             updated = [
@@ -72,7 +73,7 @@ def fresh_reference_logps(ctx: RunContext, lists: list[CandidateList], reference
     """Reference = previous iteration's policy: computed for every list candidate."""
     model, tokenizer = ctx.policy(reference_path)
     pairs = [(x.prompt, y) for x in lists for y in x.responses]
-    values = iter(ctx.response_logps(model, tokenizer, pairs))
+    values = iter(ctx.response_logps(model, tokenizer, pairs, "reference log-probs"))
     return [dataclasses.replace(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
 
 
