@@ -102,7 +102,7 @@ def demo_start(output):
 
     from larpo.tasks.arithmetic.demo import prepare_start
 
-    settings = dataclasses.replace(SHORT_DEMO, heldout_prompts=12, sft_steps=60, sft_validation_prompts=8)
+    settings = dataclasses.replace(SHORT_DEMO, heldout_prompts=12, sft_steps=5, sft_validation_prompts=8)
     prepare_start(output, settings, Console(quiet=True))
     return output
 

@@ -16,12 +16,13 @@ SHORTER = {  # appended to each README command of the kind, so the whole path ru
     "run": ["--set", "prompts_per_iteration=16", "--set", "num_candidates=2", "--set", "eval_samples=2",
             "--set", "eval_ks=[1, 2]", "--set", "epochs=1"],
     "eval": ["--num-samples", "2", "--k", "1", "--k", "2"],
+    "train": ["--epochs", "1"],
 }  # fmt: skip
 
 
-def readme_commands() -> list[list[str]]:
-    """Every `larpo ...` command (and `... -m larpo.cli ...` under accelerate) in the README's code blocks,
-    as argument lists after the program name, in README order."""
+def readme_commands(launched: bool = True) -> list[list[str]]:
+    """Every `larpo ...` command (and, with ``launched``, `... -m larpo.cli ...` under accelerate) in the
+    README's code blocks, as argument lists after the program name, in README order."""
     blocks = re.findall(r"^```(\w*)\n(.*?)^```$", README.read_text(encoding="utf-8"), flags=re.S | re.M)
     commands = []
     for language, block in blocks:
@@ -32,7 +33,7 @@ def readme_commands() -> list[list[str]]:
                 words = shlex.split(part, comments=True)
                 if words[:1] == ["larpo"]:
                     commands.append(words[1:])
-                elif "larpo.cli" in words:
+                elif launched and "larpo.cli" in words:
                     commands.append(words[words.index("larpo.cli") + 1 :])
     return commands
 
@@ -63,9 +64,7 @@ def test_readme_commands_after_the_demo_run_in_order(monkeypatch, capsys, tmp_pa
     (tmp_path / "examples").symlink_to(README.parent / "examples")
     demo_start(Path("runs/demo"))
     ran = []
-    for args in COMMANDS:
-        if args[0] == "demo" or "..." in args:
-            continue
+    for args in readme_commands(launched=False)[1:]:  # after the demo
         full = [*args, *SHORTER.get(args[0], [])]
         code, out, err = run_cli(monkeypatch, capsys, *full)
         assert code == 0, (full, err)

@@ -269,7 +269,7 @@ def evaluate_model_dir(
 def model_label(model: Path) -> str:
     """A readable name of a model directory: ``demo/sft``, or ``my_run/iter_2`` for ``my_run/iter_2/model``."""
     parts = Path(model).absolute().parts
-    if parts[-1] in ("model", "merged") and len(parts) >= 3:
+    if parts[-1] in ("model", "merged") and len(parts) >= 3 and parts[-2].startswith("iter_"):
         return f"{parts[-3]}/{parts[-2]}"
     return "/".join(parts[-2:])
 
