@@ -81,6 +81,32 @@ def check_store(run_dir, manifest, iterations=2):
         assert not (run_dir / "candidates" / f"iter_{s}.parts").exists()
 
 
+# ------------------------------------------------------------------ shortened demos
+def short_demo_settings():
+    """`larpo demo`'s pipeline made small enough for CI (its full numbers: benchmarks/demo_seeds.py)."""
+    from larpo.tasks.arithmetic.demo import DemoSettings
+
+    return DemoSettings(seed=0, reward="exact", heldout_prompts=400, sft_target_accuracy=0.3, iterations=2,
+                        prompts_per_iteration=1000, eval_samples=2)  # fmt: skip
+
+
+SHORT_DEMO = short_demo_settings()
+
+
+def demo_start(output):
+    """What `larpo demo --output OUTPUT` leaves for the next steps (the SFT model, the train and held-out
+    prompt files), from a short SFT without the LarPO iterations: seconds, not minutes."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from larpo.tasks.arithmetic.demo import prepare_start
+
+    settings = dataclasses.replace(SHORT_DEMO, heldout_prompts=12, sft_steps=5, sft_validation_prompts=8)
+    prepare_start(output, settings, Console(quiet=True))
+    return output
+
+
 # ------------------------------------------------------------------ the command line
 def run_cli(monkeypatch, capsys, *args):
     """Run `larpo ARGS` in-process; return (exit code, stdout, stderr)."""

@@ -13,16 +13,7 @@ import pytest
 from larpo.losses import OBJECTIVES
 from larpo.tasks.arithmetic import answer, demonstrations, flawed_answer, train_and_heldout_splits
 from larpo.tasks.arithmetic.demo import DemoSettings, prepare_start, prompt_splits, run_demo
-
-SHORT = DemoSettings(
-    seed=0,
-    reward="exact",
-    heldout_prompts=400,
-    sft_target_accuracy=0.3,
-    iterations=2,
-    prompts_per_iteration=1000,
-    eval_samples=2,
-)
+from tests.helpers import SHORT_DEMO as SHORT
 
 
 @pytest.fixture(scope="module")

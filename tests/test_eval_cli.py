@@ -72,3 +72,45 @@ def test_report_gathers_iterations_into_markdown_and_plots(monkeypatch, capsys, 
 def test_report_on_a_directory_that_is_not_a_run(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "report", tmp_path)
     assert code == 2 and "not a larpo run directory" in err
+
+
+def test_eval_ranks_with_the_runs_initial_model_and_plots_a_baseline(monkeypatch, capsys, workspace, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(monkeypatch, capsys, *run_args(workspace, run_dir, "learning_rate=1e-2"))[0] == 0
+    common = ["--prompts", workspace / "prompts.jsonl", "--reward", REWARD_FILE, "--num-samples", "4",
+              "--k", "1", "--max-new-tokens", "4"]  # fmt: skip
+    start = tmp_path / "start"
+    assert run_cli(monkeypatch, capsys, "eval", "--model", workspace / "model", "--output", start, *common)[0] == 0
+    out = tmp_path / "final"
+    code, stdout, err = run_cli(monkeypatch, capsys, "eval", "--model", run_dir / "iter_0" / "model",
+                                "--output", out, "--baseline", start, *common)  # fmt: skip
+    assert code == 0, err
+    result = json.loads((out / "eval.json").read_text())
+    before = json.loads((start / "eval.json").read_text())
+    assert result["model"] == "run/iter_0" and before["model"] == f"{workspace.name}/model"
+    assert result["reference"] == str(workspace / "model")  # the run's initial model
+    assert 0.0 < result["ndcg"] <= 1.0 and -1.0 <= result["kendall_tau"] <= 1.0
+    assert "ndcg" not in before and "reference" not in before  # a model outside a run has no reference
+    assert result["baseline"]["model"] == before["model"]
+    assert result["baseline"]["recall_curve"] == before["recall_curve"]
+    assert "Kendall tau" in stdout and "NDCG" in stdout
+    assert_real_png(out / "pass_at_n.png")
+
+
+def test_eval_refuses_a_baseline_that_is_neither_an_eval_nor_a_model(monkeypatch, capsys, workspace, tmp_path):
+    code, _, err = run_cli(
+        monkeypatch, capsys, "eval", "--model", workspace / "model", "--prompts", workspace / "prompts.jsonl",
+        "--reward", REWARD_FILE, "--output", tmp_path / "e", "--baseline", tmp_path,
+    )  # fmt: skip
+    assert code == 2 and "neither a larpo eval output" in err
+    assert not (tmp_path / "e").exists()
+
+
+def test_eval_fits_the_response_budget_to_the_models_context(workspace):
+    from larpo.model_io import fitting_max_new_tokens, load_policy
+
+    model, tokenizer = load_policy(workspace / "model")
+    context = model.config.max_position_embeddings
+    prompt = "1" * (context - 3)
+    assert fitting_max_new_tokens(model, tokenizer, ["1+1=", prompt]) == 3
+    assert fitting_max_new_tokens(model, tokenizer, ["1+1="], cap=5) == 5

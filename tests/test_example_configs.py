@@ -26,6 +26,22 @@ def test_example_config_is_valid_and_matches_the_paper(path):
     assert config.output_dir == f"runs/{path.stem}"
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_example_config_fits_the_demo_model(path):
+    """Answers fit, the model's context is not exceeded, and every iteration is evaluated on held-out
+    problems (what `larpo demo --output runs/demo` writes)."""
+    from larpo.tasks.arithmetic import answer_budget, build_tokenizer, train_and_heldout_splits
+    from larpo.tasks.arithmetic.model import MAX_POSITIONS
+
+    config = load_run_config(path)
+    train, heldout = train_and_heldout_splits(12000, 1200, 0)
+    tokenizer = build_tokenizer()
+    longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in train + heldout)
+    assert answer_budget(train + heldout) <= config.max_new_tokens <= MAX_POSITIONS - longest
+    assert config.eval_prompts == "runs/demo/heldout_prompts.jsonl" and config.model == "runs/demo/sft"
+    assert 0 < config.prompts_per_iteration < len(train)
+
+
 ACCELERATE_CONFIGS = sorted(Path("examples/accelerate").glob("*.yaml"))
 ACCELERATE_EXPECTED = {  # distributed_type, the launcher accelerate picks, the plugin section it needs
     "ddp": ("MULTI_GPU", "multi_gpu", None),

@@ -40,19 +40,19 @@ def test_check_scores_accepts_and_converts():
     ("scores", "message"),
     [
         ([[1.0, 2.0]], "reranker returned 1 score lists for 2 prompts"),
-        ([[1.0, 2.0], [1.0]], f"prompt 1 ({LONG_PROMPT[:60]!r}): expected 3 scores, got 1"),
+        ([[1.0, 2.0], [1.0]], f"prompt 2 ({LONG_PROMPT[:60]!r}): expected 3 scores, got 1"),
         (
             [[1.0, 2.0], [1.0, float("nan"), 0.0]],
-            f"prompt 1 ({LONG_PROMPT[:60]!r}), response 1: non-finite score nan",
+            f"prompt 2 ({LONG_PROMPT[:60]!r}), response 2: non-finite score nan",
         ),
-        ([[float("-inf"), 2.0], [1.0, 2.0, 3.0]], "prompt 0 ('short'), response 0: non-finite score -inf"),
+        ([[float("-inf"), 2.0], [1.0, 2.0, 3.0]], "prompt 1 ('short'), response 1: non-finite score -inf"),
         (
             [[1.0, True], [1.0, 2.0, 3.0]],
-            "prompt 0 ('short'), response 1: score must be a real number, got bool",
+            "prompt 1 ('short'), response 2: score must be a real number, got bool",
         ),
-        ([[1.0, "2"], [1.0, 2.0, 3.0]], "response 1: score must be a real number, got str"),
-        ([[1.0, None], [1.0, 2.0, 3.0]], "response 1: score must be a real number, got NoneType"),
-        ([[1.0, 2.0], 3.0], f"scores of prompt 1 ({LONG_PROMPT[:60]!r}) must be a list, got float"),
+        ([[1.0, "2"], [1.0, 2.0, 3.0]], "response 2: score must be a real number, got str"),
+        ([[1.0, None], [1.0, 2.0, 3.0]], "response 2: score must be a real number, got NoneType"),
+        ([[1.0, 2.0], 3.0], f"scores of prompt 2 ({LONG_PROMPT[:60]!r}) must be a list, got float"),
         ("12", "reranker output must be a list, got str"),
     ],
 )
@@ -68,7 +68,7 @@ def test_reranker_score_validates_subclass_output():
         def _score(self, prompts, responses):
             return [[math.nan] * len(r) for r in responses]
 
-    with pytest.raises(RewardError, match=re.escape("prompt 0 ('q'), response 0: non-finite score nan")):
+    with pytest.raises(RewardError, match=re.escape("prompt 1 ('q'), response 1: non-finite score nan")):
         Broken().score(["q"], [["r"]])
     with pytest.raises(RewardError, match="got 1 prompts but 2 response lists"):
         Broken().score(["q"], [["r"], ["s"]])
@@ -103,7 +103,7 @@ def test_callable_reranker_from_file(tmp_path):
 
 def test_callable_reranker_rejects_bad_output():
     reranker = CallableReranker(lambda prompt, responses: [1.0])
-    with pytest.raises(RewardError, match=re.escape("prompt 0 ('q'): expected 2 scores, got 1")):
+    with pytest.raises(RewardError, match=re.escape("prompt 1 ('q'): expected 2 scores, got 1")):
         reranker.score(["q"], [["a", "b"]])
 
 

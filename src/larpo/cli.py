@@ -285,7 +285,9 @@ def evaluate(
     num_samples: Annotated[int, typer.Option(help="samples per prompt for pass@k")] = 16,
     temperature: Annotated[list[float] | None, typer.Option(help="sampling temperature (repeatable)")] = None,
     k: Annotated[list[int] | None, typer.Option(help="k of pass@k (repeatable)")] = None,
-    max_new_tokens: int = 64,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="longest response in tokens (default: 64, or less to fit the model's context)")
+    ] = None,
     threshold: Annotated[float, typer.Option(help="a response is correct when its reward is >= this")] = 1.0,
     best_of: Annotated[int | None, typer.Option(help="also evaluate best-of-N reranking with this N")] = None,
     baseline_model: Annotated[
@@ -293,6 +295,12 @@ def evaluate(
     ] = None,
     alpaca_eval: Annotated[
         Path | None, typer.Option(help="also write AlpacaEval model_outputs.json here")
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="another `larpo eval` output or a model directory to compare with")
+    ] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="reference model of the implicit reward (default: the run's initial model)")
     ] = None,
     batch_size: int = 64,
     seed: int = 0,
@@ -319,6 +327,7 @@ def evaluate(
     result = evaluate_model_dir(
         model, prompts, reward, output, settings, batch_size=batch_size, dtype=dtype,
         baseline_model=baseline_model, alpaca_eval=alpaca_eval, chat_template=chat_template,
+        baseline=baseline, reference=reference,
     )  # fmt: skip
     from rich.console import Console
     from rich.table import Table
@@ -332,6 +341,11 @@ def evaluate(
         table.add_row(f"best-of-{best_of} accuracy", f"{result['best_of_n']['accuracy']:.4f}")
     if "win_rate" in result:
         table.add_row("win rate vs baseline", f"{result['win_rate']:.4f}")
+    for key, label in (("ndcg", "NDCG (implicit reward vs reranker)"), ("kendall_tau", "Kendall tau")):
+        if result.get(key) is not None:
+            table.add_row(label, f"{result[key]:.4f}")
+    if "baseline" in result:
+        table.add_row(f"greedy accuracy of {result['baseline']['model']}", f"{result['baseline']['greedy_accuracy']:.4f}")
     Console().print(table)
     print(f"wrote {output / 'eval.json'} and {output / 'pass_at_n.png'}")
 

@@ -95,3 +95,15 @@ def check_prompt_lengths(
             raise InputError(
                 f"{where}prompt {label} has {count} tokens, which does not fit max_length={max_length}"
             )
+
+
+def fitting_max_new_tokens(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Iterable[str], cap: int = 64
+) -> int:
+    """The longest response budget, at most ``cap``, that every prompt of ``texts`` leaves in the model's
+    context (``cap`` when the context is unknown or too short even for one token: the check reports it)."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is None:
+        return cap
+    longest = max((len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts), default=0)
+    return min(cap, context - longest) if context - longest >= 1 else cap

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -24,6 +24,7 @@ def response_logps(
     response_ids: Sequence[Sequence[int] | None] | None = None,
     finished: Sequence[bool | None] | None = None,
     end_token_id: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Summed log-prob of each response (plus its end token, as trained) given its prompt, in input order.
 
@@ -33,6 +34,7 @@ def response_logps(
     Consecutive pairs with the same prompt form one list, so the prompt is encoded once for all of them
     (:func:`larpo.logprobs.shared_prefix_logps`); a batch holds about ``batch_size`` responses.
     ``chunk_size`` > 0 runs the LM head on that many positions at a time (large vocabularies).
+    ``on_progress(n)`` is called after each batch with the number of responses it held.
     """
     was_training = model.training
     model.eval()
@@ -48,7 +50,10 @@ def response_logps(
     for examples in _batches(tokenizer, items, batch_size, end_token_id):
         batch = {k: v.to(device) for k, v in collator(examples).items()}
         logps, _ = list_logps(model, batch, shared_prefix=True, chunk_size=chunk_size)  # (B, m)
-        out.extend(logps[batch["list_mask"]].tolist())
+        values = logps[batch["list_mask"]].tolist()
+        out.extend(values)
+        if on_progress is not None:
+            on_progress(len(values))
     model.train(was_training)
     return out
 

@@ -7,6 +7,7 @@ built-in graded arithmetic reward).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ class EvalSettings:
     num_samples: int = 16
     temperatures: list[float] = field(default_factory=lambda: [1.0])
     ks: list[int] = field(default_factory=lambda: [1, 4, 16])
-    max_new_tokens: int = 64
+    max_new_tokens: int | None = 64
+    """None: as long as the model's context allows, up to 64 (:func:`evaluate_model_dir`)."""
     correct_threshold: float = 1.0
     best_of: int | None = None
     seed: int = 0
@@ -114,6 +116,11 @@ def evaluate_policy(
     return result
 
 
+def evaluation_batches(settings: EvalSettings, prompts: int, baseline: bool = False) -> int:
+    """How many prompts :func:`evaluate_policy` generates for, counted as a progress bar counts them."""
+    return prompts * (1 + len(settings.temperatures) + bool(settings.best_of) + baseline)
+
+
 def best_of_n(
     generator: Generator,
     reranker: Reranker,
@@ -189,43 +196,127 @@ def export_alpaca_eval(
     Path(path).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+RANKING_PROMPTS = 200
+"""Held-out prompts whose sample lists measure NDCG / Kendall tau in ``larpo eval``."""
+
+
+def rankable_lists(kept: dict[str, list], limit: int) -> list[int]:
+    """Indices of the first ``limit`` sample lists (``responses`` and ``scores`` per prompt) that can be
+    ranked: more than one response and not all scores tied (a graded reward)."""
+    pairs = zip(kept["responses"], kept["scores"], strict=True)
+    return [i for i, (responses, scores) in enumerate(pairs) if len(responses) > 1 and len(set(scores)) > 1][:limit]
+
+
 def evaluate_model_dir(
     model: Path, prompts: Path, reward: str, output: Path, settings: EvalSettings, *, batch_size: int = 64,
     dtype: str = "auto", baseline_model: Path | None = None, alpaca_eval: Path | None = None,
-    chat_template: str = "auto",
+    chat_template: str = "auto", baseline: Path | None = None, reference: Path | None = None,
 ) -> dict[str, Any]:
     """``larpo eval``: :func:`evaluate_policy` of the model directory ``model`` on the prompts file
     ``prompts`` with the reranker ``reward``; writes ``eval.json`` and ``pass_at_n.png`` to ``output``
     (and AlpacaEval outputs to ``alpaca_eval``). The win rate is against ``baseline_model``'s greedy outputs.
-    Prompts are rendered under ``chat_template`` and samples stop at the policy's stop ids."""
+    Prompts are rendered under ``chat_template`` and samples stop at the policy's stop ids.
+
+    ``baseline``: another ``larpo eval`` output directory, or a model directory (evaluated with the same
+    settings, and the win-rate baseline unless ``baseline_model`` is given); its pass@N curve is drawn
+    beside. ``reference`` (default: the initial model of the run ``model`` belongs to) gives the implicit
+    reward whose NDCG and Kendall tau against the reranker are reported when the reward is graded.
+    """
     from larpo.chat import ChatFormat
     from larpo.evaluation.plots import plot_recall_curves
     from larpo.generation import TransformersGenerator
     from larpo.io import atomic_write_json
-    from larpo.model_io import check_prompt_lengths, load_policy
+    from larpo.model_io import check_prompt_lengths, fitting_max_new_tokens, load_policy
+    from larpo.progress import generation_progress
     from larpo.prompts import load_prompts, rendered
     from larpo.rewards import load_reranker
 
     items = load_prompts(prompts)
     reranker = load_reranker(reward)
+    baseline_result = _baseline_eval(baseline)
+    reference = reference or _run_initial_model(model)
     policy, tokenizer = load_policy(model, dtype)
     chat = ChatFormat(tokenizer, chat_template)
     items = rendered(items, chat, f"{prompts}: ")
+    if settings.max_new_tokens is None:  # the default: as long as the model's context allows, up to 64
+        budget = fitting_max_new_tokens(policy, tokenizer, (p.text for p in items))
+        settings = dataclasses.replace(settings, max_new_tokens=budget)
     check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
                          max_new_tokens=settings.max_new_tokens, where=f"{prompts}: ")  # fmt: skip
-    baseline = None
-    if baseline_model is not None:
-        baseline = TransformersGenerator(*load_policy(baseline_model, dtype), batch_size=batch_size)
     texts = [p.text for p in items]
-    generator = TransformersGenerator(policy, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(policy))
-    result = evaluate_policy(generator, reranker, texts, settings, baseline=baseline,
-                             reward_prompts=[p.original for p in items])  # fmt: skip
+
+    originals = [p.original for p in items]
+
+    def generator(path: Path) -> TransformersGenerator:
+        other, other_tokenizer = load_policy(path, dtype)
+        stop_ids = ChatFormat(other_tokenizer, chat_template).stop_token_ids(other)
+        return TransformersGenerator(other, other_tokenizer, batch_size=batch_size, stop_ids=stop_ids)
+
+    if baseline is not None and baseline_result is None:  # a model directory: evaluate it the same way
+        baseline_result = evaluate_policy(generator(baseline), reranker, texts, settings, reward_prompts=originals)
+        baseline_model = baseline_model or baseline
+    versus = generator(baseline_model) if baseline_model is not None else None
+    keep = reference is not None and settings.num_samples > 1
+    policy_generator = TransformersGenerator(
+        policy, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(policy)
+    )
+    total = evaluation_batches(settings, len(texts), versus is not None)
+    with generation_progress([g for g in (policy_generator, versus) if g], f"evaluating {model}", total):
+        result = evaluate_policy(policy_generator, reranker, texts, settings, baseline=versus, keep_samples=keep,
+                                 reward_prompts=originals)  # fmt: skip
+    kept = result.pop("samples", None)
+    chosen = rankable_lists(kept, RANKING_PROMPTS) if kept else []
+    if chosen:
+        rewards = implicit_rewards_of_lists(policy, load_policy(reference, dtype)[0].to(policy.device), tokenizer,
+                                            [texts[i] for i in chosen], [kept["responses"][i] for i in chosen],
+                                            beta=1.0, end_token_id=chat.end_token_id)  # fmt: skip  # order independent of beta
+        result.update(ranking_quality(rewards, [kept["scores"][i] for i in chosen]), reference=str(reference))
+    result["model"] = model_label(model)
+    if baseline_result is not None:
+        result["baseline"] = {k: baseline_result.get(k) for k in ("model", "greedy_accuracy", "mean_reward",
+                                                                  "pass_at_k", "recall_curve")}  # fmt: skip
+        result["baseline"]["model"] = baseline_result.get("model") or model_label(baseline)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output / "eval.json", result)
-    plot_recall_curves(result["recall_curve"], output / "pass_at_n.png", f"{model.name}")
+    plot_recall_curves(result["recall_curve"], output / "pass_at_n.png", f"pass@N of {result['model']}",
+                       name=result["model"], baseline=(result.get("baseline") or {}).get("recall_curve"),
+                       baseline_name=(result.get("baseline") or {}).get("model", "baseline"))  # fmt: skip
     if alpaca_eval is not None:
         export_alpaca_eval(alpaca_eval, texts, result["greedy_outputs"], model.name)
     return result
+
+
+def model_label(model: Path) -> str:
+    """A readable name of a model directory: ``demo/sft``, or ``my_run/iter_2`` for ``my_run/iter_2/model``."""
+    parts = Path(model).absolute().parts
+    if parts[-1] in ("model", "merged") and len(parts) >= 3 and parts[-2].startswith("iter_"):
+        return f"{parts[-3]}/{parts[-2]}"
+    return "/".join(parts[-2:])
+
+
+def _baseline_eval(baseline: Path | None) -> dict[str, Any] | None:
+    """The results of a ``larpo eval`` output directory ``baseline``; None for a model directory."""
+    if baseline is None:
+        return None
+    if (baseline / "eval.json").is_file():
+        try:
+            return json.loads((baseline / "eval.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InputError(f"{baseline / 'eval.json'}: unreadable ({error})") from None
+    if not (baseline / "config.json").is_file() and not (baseline / "adapter_config.json").is_file():
+        raise InputError(f"{baseline}: --baseline is neither a larpo eval output (eval.json) nor a model directory")
+    return None
+
+
+def _run_initial_model(model: Path) -> Path | None:
+    """The initial model of the run that ``model`` (``RUN/iter_<s>/model``) belongs to, if any."""
+    manifest = Path(model).absolute().parent.parent / "manifest.json"
+    if Path(model).name != "model" or not manifest.is_file():
+        return None
+    from larpo.run.manifest import read_manifest
+
+    initial = Path(read_manifest(manifest)["config"]["model"])
+    return initial if initial.is_dir() else None
 
 
 def _fraction(flags) -> float:

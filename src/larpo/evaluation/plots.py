@@ -11,11 +11,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_recall_curves(curves: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
-    """pass@N (Recall@N) against N, one line per sampling temperature (the paper's Figure 5)."""
+def plot_recall_curves(
+    curves: dict[str, list[float]],
+    path: str | Path,
+    title: str = "",
+    *,
+    name: str = "",
+    baseline: dict[str, list[float]] | None = None,
+    baseline_name: str = "baseline",
+) -> Path:
+    """pass@N (Recall@N) against N, one line per sampling temperature (the paper's Figure 5); with
+    ``baseline`` (curves of another model, e.g. the starting point) its lines are drawn dashed beside."""
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for temperature, values in curves.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=f"T = {temperature}")
+    for label, style, series in ((name, "-", curves), (baseline_name, "--", baseline or {})):
+        for temperature, values in series.items():
+            legend = f"{label}, T = {temperature}" if label else f"T = {temperature}"
+            ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3, label=legend)
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("N (samples)")

@@ -66,10 +66,13 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     evaluations = sorted((run_dir / "eval").glob("iter_*.json"), key=lambda p: int(p.stem.split("_")[1]))
     if evaluations:
         last = json.loads(evaluations[-1].read_text(encoding="utf-8"))
+        initial_path = run_dir / "eval" / "initial.json"
+        initial = json.loads(initial_path.read_text(encoding="utf-8")) if initial_path.is_file() else {}
         plot_recall_curves(
-            last["recall_curve"], out_dir / "report_recall.png", f"after {evaluations[-1].stem}"
-        )
-        lines += ["", "![pass@N of the final policy](report_recall.png)"]
+            last["recall_curve"], out_dir / "report_recall.png", "pass@N of the start and the final policy",
+            name=f"after {evaluations[-1].stem}", baseline=initial.get("recall_curve"), baseline_name="start",
+        )  # fmt: skip
+        lines += ["", "![pass@N of the final policy beside the initial model](report_recall.png)"]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -113,7 +113,7 @@ def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> 
     for i, ids in enumerate(prompt_ids):
         if not ids:
             raise InputError(
-                f"prompt {i} ({prompts[i]!r}) has no tokens; generation needs a non-empty prompt"
+                f"prompt {i + 1} ({prompts[i]!r}) has no tokens; generation needs a non-empty prompt"
             )
     return prompt_ids
 
@@ -142,6 +142,9 @@ class Generator(ABC):
     A generator is a context manager: leaving the ``with`` block calls :meth:`close`, which frees what
     the backend holds (a no-op for backends that borrow their model).
     """
+
+    on_progress: Callable[[int], None] | None = None
+    """Called with the number of prompts done after each batch, by backends that generate in batches."""
 
     @abstractmethod
     def generate(self, prompts: list[str], params: SamplingParams) -> Generations:

@@ -109,6 +109,8 @@ class TransformersGenerator(Generator):
                     samples += texts
                     finished += done
                     token_ids += ids
+                    if self.on_progress is not None:
+                        self.on_progress(len(texts))
         finally:
             self.model.train(training)
         return deduplicate(samples, finished, token_ids)

@@ -21,7 +21,8 @@ def _check_inputs(prompts: Sequence[str], responses: Sequence[Sequence[str]]) ->
 
 
 def _label(prompts: Sequence[str], i: int) -> str:
-    return f"prompt {i} ({prompts[i][:60]!r})"
+    """Prompts and responses are counted from 1 in messages, as file lines are."""
+    return f"prompt {i + 1} ({prompts[i][:60]!r})"
 
 
 def check_scores(
@@ -44,10 +45,10 @@ def check_scores(
         for j, value in enumerate(row):
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise RewardError(
-                    f"{_label(prompts, i)}, response {j}: score must be a real number, got {type(value).__name__}"
+                    f"{_label(prompts, i)}, response {j + 1}: score must be a real number, got {type(value).__name__}"
                 )
             if not math.isfinite(value):
-                raise RewardError(f"{_label(prompts, i)}, response {j}: non-finite score {value!r}")
+                raise RewardError(f"{_label(prompts, i)}, response {j + 1}: non-finite score {value!r}")
         checked.append([float(value) for value in row])
     return checked
 

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from accelerate import PartialState
 from rich.console import Console
-from rich.progress import Progress
 
 import larpo
 from larpo.adapters import (
@@ -44,6 +43,7 @@ from larpo.generation.vllm_backend import check_vllm_installed
 from larpo.io import atomic_write_json
 from larpo.model_card import ModelCardInfo, write_model_card
 from larpo.model_io import check_prompt_lengths, load_policy, resolve_dtype
+from larpo.progress import progress_bar
 from larpo.prompts import Prompt, load_prompts, rendered
 from larpo.reference import response_logps
 from larpo.rewards import Reranker, load_reranker
@@ -181,15 +181,17 @@ class RunContext:
         )
 
     def response_logps(
-        self, model, tokenizer, pairs: list[tuple[str, str]], response_ids=None, finished=None
+        self, model, tokenizer, pairs: list[tuple[str, str]], label: str, response_ids=None, finished=None
     ) -> list[float]:
-        """:func:`larpo.reference.response_logps` with the run's truncation, LM-head chunking and end token;
-        pairs with sampled ``response_ids`` are scored on exactly those ids."""
+        """:func:`larpo.reference.response_logps` with the run's truncation, LM-head chunking and end token,
+        and a progress bar; pairs with sampled ``response_ids`` are scored on exactly those ids."""
         config = self.config
-        return response_logps(
-            model, tokenizer, pairs, max_length=config.max_length, chunk_size=config.logprob_chunk_size,
-            response_ids=response_ids, finished=finished, end_token_id=self.chat.end_token_id,
-        )  # fmt: skip
+        with self.progress(label, len(pairs)) as advance:
+            return response_logps(
+                model, tokenizer, pairs, max_length=config.max_length, chunk_size=config.logprob_chunk_size,
+                response_ids=response_ids, finished=finished, end_token_id=self.chat.end_token_id,
+                on_progress=advance,
+            )  # fmt: skip
 
     @property
     def records_ids(self) -> bool:
@@ -230,11 +232,14 @@ class RunContext:
 
     def make_parts(self, label: str, indices: list[int], make: Callable[[int], None]) -> None:
         """``make(index)`` for each index, with a progress bar."""
-        with Progress(console=self.console, transient=True) as progress:
-            task = progress.add_task(label, total=len(indices))
+        with self.progress(label, len(indices)) as advance:
             for index in indices:
                 make(index)
-                progress.advance(task)
+                advance(1)
+
+    def progress(self, label: str, total: int):
+        """:func:`larpo.progress.progress_bar` on the run's console; ``with`` it to get ``advance(steps)``."""
+        return progress_bar(label, total, self.console)
 
     # ------------------------------------------------------------------ checkpoints and logs
     def finished_checkpoint(self, s: int) -> dict[str, Any] | None:

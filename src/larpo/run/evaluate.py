@@ -11,7 +11,9 @@ import json
 from typing import Any
 
 from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_lists, ranking_quality
+from larpo.evaluation.held_out import evaluation_batches, rankable_lists
 from larpo.io import atomic_write_json
+from larpo.progress import generation_progress
 from larpo.run.config import RunConfig
 from larpo.run.context import RunContext
 from larpo.seeding import hash_seed
@@ -31,7 +33,10 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
         texts = [p.text for p in ctx.eval_prompts]
         keep = s >= 0 and config.eval_ranking_prompts > 0
         settings = eval_settings(config, s)
-        with ctx.generator(ctx.model_path(s)) as generator:
+        label = f"iter {s}: evaluating" if s >= 0 else "initial model: evaluating"
+        with ctx.generator(ctx.model_path(s)) as generator, generation_progress(
+            [generator], label, evaluation_batches(settings, len(texts)), ctx.console
+        ):
             result = evaluate_policy(
                 generator, ctx.eval_reranker, texts, settings, keep_samples=keep,
                 reward_prompts=[p.original for p in ctx.eval_prompts],
@@ -66,10 +71,7 @@ def held_out_ranking(ctx: RunContext, s: int, prompts: list[str], kept: dict[str
     """NDCG / Kendall tau of the implicit reward on the policy's held-out sample lists ``kept``
     (``responses`` and ``scores`` per prompt)."""
     config = ctx.config
-    chosen = [
-        i for i, (responses, scores) in enumerate(zip(kept["responses"], kept["scores"], strict=True))
-        if len(responses) > 1 and len(set(scores)) > 1
-    ][: config.eval_ranking_prompts]  # fmt: skip
+    chosen = rankable_lists(kept, config.eval_ranking_prompts)
     if not chosen:
         return {"ndcg": None, "kendall_tau": None}
     policy, tokenizer = ctx.policy(ctx.model_path(s))

@@ -49,7 +49,7 @@ def cached_reference_logps(
     if missing:
         model, tokenizer = ctx.policy(ctx.model_path(s - 1) if ctx.lora else ctx.config.model)
         with without_adapters(model):
-            values = _logps(ctx, model, tokenizer, missing)
+            values = _logps(ctx, model, tokenizer, missing, f"iter {s}: reference log-probs")
         cache.update({_key(c[0], c[2], c[3]): v for c, v in zip(missing, values, strict=True)})
         for i, records in by_iteration.items():
             updated = [
@@ -69,7 +69,7 @@ def cached_reference_logps(
 def fresh_reference_logps(ctx: RunContext, lists: list[CandidateList], reference_path: str) -> list[CandidateList]:
     """Reference = previous iteration's policy: computed for every list candidate."""
     model, tokenizer = ctx.policy(reference_path)
-    values = iter(_logps(ctx, model, tokenizer, [c for x in lists for c in _candidates(x)]))
+    values = iter(_logps(ctx, model, tokenizer, [c for x in lists for c in _candidates(x)], "reference log-probs"))
     return [dataclasses.replace(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
 
 
@@ -85,10 +85,10 @@ def _key(prompt_id: str, response: str, ids) -> tuple:
     return (prompt_id, response) if ids is None else (prompt_id, response, tuple(ids))
 
 
-def _logps(ctx: RunContext, model, tokenizer, candidates: list[tuple]) -> list[float]:
+def _logps(ctx: RunContext, model, tokenizer, candidates: list[tuple], label: str) -> list[float]:
     """Log-probs of ``(prompt_id, prompt, response, ids, finished)`` candidates, of their ids when sampled."""
     return ctx.response_logps(
-        model, tokenizer, [(p, y) for _, p, y, _, _ in candidates],
+        model, tokenizer, [(p, y) for _, p, y, _, _ in candidates], label,
         response_ids=[i for *_, i, _ in candidates], finished=[f for *_, f in candidates],
     )  # fmt: skip
 

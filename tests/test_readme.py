@@ -1,0 +1,75 @@
+"""The README's commands: each exists with the options it uses, and those after the demo run, in order,
+on what a (shortened) `larpo demo --output runs/demo` leaves behind."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import typer
+
+from larpo.cli import app
+from tests.helpers import demo_start, run_cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SHORTER = {  # appended to each README command of the kind, so the whole path runs in seconds
+    "run": ["--set", "prompts_per_iteration=16", "--set", "num_candidates=2", "--set", "eval_samples=2",
+            "--set", "eval_ks=[1, 2]", "--set", "epochs=1"],
+    "eval": ["--num-samples", "2", "--k", "1", "--k", "2"],
+    "train": ["--epochs", "1"],
+}  # fmt: skip
+
+
+def readme_commands(launched: bool = True) -> list[list[str]]:
+    """Every `larpo ...` command (and, with ``launched``, `... -m larpo.cli ...` under accelerate) in the
+    README's code blocks, as argument lists after the program name, in README order."""
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    commands = []
+    for language, block in blocks:
+        if language not in ("bash", "sh", ""):
+            continue
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words[:1] == ["larpo"]:
+                    commands.append(words[1:])
+                elif launched and "larpo.cli" in words:
+                    commands.append(words[words.index("larpo.cli") + 1 :])
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_shows_the_path_after_the_demo():
+    names = [c[0] for c in COMMANDS]
+    assert names[0] == "demo"
+    assert {"run", "eval", "report", "tiny-model", "train"} <= set(names)
+    assert not any("max_new_tokens" in word for c in COMMANDS for word in c)  # the configs fit the demo
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(c)[:60] for c in COMMANDS])
+def test_every_readme_command_exists_with_its_options(args):
+    command = typer.main.get_command(app)
+    assert args[0] in command.commands, f"no subcommand {args[0]!r}"
+    sub = command.commands[args[0]]
+    accepted = {opt for param in sub.params for opt in (*param.opts, *param.secondary_opts)}
+    used = [word.split("=")[0] for word in args[1:] if word.startswith("--")]
+    assert set(used) <= accepted, sorted(set(used) - accepted)
+    sub.make_context(f"larpo {args[0]}", list(args[1:]), resilient_parsing=False)  # values parse too
+
+
+def test_readme_commands_after_the_demo_run_in_order(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(README.parent / "examples")
+    demo_start(Path("runs/demo"))
+    ran = []
+    for args in readme_commands(launched=False)[1:]:  # after the demo
+        full = [*args, *SHORTER.get(args[0], [])]
+        code, out, err = run_cli(monkeypatch, capsys, *full)
+        assert code == 0, (full, err)
+        ran.append((args[0], out + err))
+    assert [name for name, _ in ran] == ["run", "eval", "report", "tiny-model", "train"]
+    first_iteration = next(line for line in ran[0][1].splitlines() if line.startswith("iter 0:"))
+    assert re.search(r"held-out greedy acc \d\.\d+", first_iteration), first_iteration
+    assert re.search(r"NDCG.*\d\.\d+", ran[1][1]) and re.search(r"Kendall tau.*-?\d\.\d+", ran[1][1])
