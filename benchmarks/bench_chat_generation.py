@@ -39,16 +39,24 @@ def main(model_dir: str, threads: int = 2) -> None:
     pairs = problems(64, seed=0)
     chat = ChatFormat(tokenizer)
     prompts = [chat.render(f"What is {a} + {b}? Reply with the number only.") for a, b in pairs]
-    result: dict = {"model": model_dir, "threads": threads, "machine": platform.processor() or platform.machine()}
+    result: dict = {
+        "model": model_dir,
+        "threads": threads,
+        "machine": platform.processor() or platform.machine(),
+    }
     start = time.perf_counter()
     greedy = TransformersGenerator(model, tokenizer, batch_size=64).greedy(prompts, 24)
     result["greedy_seconds"] = round(time.perf_counter() - start, 1)
-    result["greedy_accuracy"] = sum(correct(r, a + b) for r, (a, b) in zip(greedy, pairs, strict=True)) / len(pairs)
+    result["greedy_accuracy"] = sum(correct(r, a + b) for r, (a, b) in zip(greedy, pairs, strict=True)) / len(
+        pairs
+    )
     result["greedy_examples"] = greedy[:4]
     print(json.dumps(result), flush=True)
     params = SamplingParams(num_samples=4, temperature=1.0, max_new_tokens=24, seed=0)
     for batch_size in (32, 128):
-        generator = TransformersGenerator(model, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(model))
+        generator = TransformersGenerator(
+            model, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(model)
+        )
         start = time.perf_counter()
         out = generator.generate(prompts, params)
         seconds = time.perf_counter() - start

@@ -66,18 +66,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])
+    )
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        timed = {name: median_seconds(cmd, args.repeats, env, workdir) for name, cmd in commands(workdir).items()}
+        timed = {
+            name: median_seconds(cmd, args.repeats, env, workdir) for name, cmd in commands(workdir).items()
+        }
         torch_loaded = {name: imports_torch(cmd, env, workdir) for name, cmd in commands(workdir).items()}
     base_wall, base_cpu, _ = timed["python -c pass"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}; median of {args.repeats} runs")  # fmt: skip
     print(f"{'command':<26} {'wall s':>7} {'x python':>9} {'cpu s':>7} {'x python':>9} {'exit':>5}  torch")
     for name, (wall, cpu, code) in timed.items():
-        print(f"{name:<26} {wall:7.3f} {wall / base_wall:9.1f} {cpu:7.3f} {cpu / base_cpu:9.1f} {code:5d}  "
-              f"{'yes' if torch_loaded[name] else 'no'}")
+        print(
+            f"{name:<26} {wall:7.3f} {wall / base_wall:9.1f} {cpu:7.3f} {cpu / base_cpu:9.1f} {code:5d}  "
+            f"{'yes' if torch_loaded[name] else 'no'}"
+        )
 
 
 if __name__ == "__main__":

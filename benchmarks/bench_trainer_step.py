@@ -129,7 +129,10 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=int, default=0, help="print the N most expensive operators per m")
     parser.add_argument(
-        "--logprob-chunk", type=int, default=0, help="logprob_chunk_size (0: the LM head on all positions at once)"
+        "--logprob-chunk",
+        type=int,
+        default=0,
+        help="logprob_chunk_size (0: the LM head on all positions at once)",
     )
     args = parser.parse_args()
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"

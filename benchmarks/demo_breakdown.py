@@ -36,7 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("seed_dir", type=Path, help="one seed's directory of benchmarks/demo_seeds.py")
     last = DemoSettings().iterations - 1
-    parser.add_argument("--iteration", type=int, default=last, help=f"the arms' iteration to read (default {last})")
+    parser.add_argument(
+        "--iteration", type=int, default=last, help=f"the arms' iteration to read (default {last})"
+    )
     parser.add_argument(
         "--arms", nargs="+", default=["default", "dpo2", "rft"], help="run folders: default = run, x = run_x"
     )
@@ -46,7 +48,9 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.seed_dir / "sft")
     models = {"SFT start": args.seed_dir / "sft"}
     for arm in args.arms:
-        model = args.seed_dir / ("run" if arm == "default" else f"run_{arm}") / f"iter_{args.iteration}" / "model"
+        model = (
+            args.seed_dir / ("run" if arm == "default" else f"run_{arm}") / f"iter_{args.iteration}" / "model"
+        )
         if model.exists():
             models[arm] = model
     by_group = groups(prompts)

@@ -47,7 +47,9 @@ def arms(settings: DemoSettings, output: Path, max_new_tokens: int) -> dict:
 
 def add(results: dict, name: str, seed: int, run_dir: Path, iterations: int) -> None:
     """Record a finished run: its accuracy curve and the seconds its stages took (SFT excluded)."""
-    results.setdefault(name, []).append((seed, accuracy_by_iteration(run_dir, iterations), run_seconds(run_dir)))
+    results.setdefault(name, []).append(
+        (seed, accuracy_by_iteration(run_dir, iterations), run_seconds(run_dir))
+    )
 
 
 def add_grpo(results: dict, args: argparse.Namespace, console: Console) -> None:
@@ -55,7 +57,9 @@ def add_grpo(results: dict, args: argparse.Namespace, console: Console) -> None:
     train stages (generation included) and validation evaluations."""
     path = args.output / "grpo.json"
     if "grpo" in args.arms:
-        grpo = run_arm(args.seeds, args.grpo_lrs, args.grpo_sweep_seeds or args.seeds[:1], args.output, console)
+        grpo = run_arm(
+            args.seeds, args.grpo_lrs, args.grpo_sweep_seeds or args.seeds[:1], args.output, console
+        )
     elif path.exists():
         grpo = json.loads(path.read_text())
     else:
@@ -72,11 +76,18 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("runs/bench_demo"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
     parser.add_argument(
-        "--arms", nargs="+", default=["dpo2", "rft", "sft"], choices=["dpo2", "rft", "sft", "grpo"],
+        "--arms",
+        nargs="+",
+        default=["dpo2", "rft", "sft"],
+        choices=["dpo2", "rft", "sft", "grpo"],
         help="arms to run besides default (finished runs of the others are still reported)",
     )
-    parser.add_argument("--grpo-lrs", type=float, nargs="+", default=DEFAULT_LRS, help="GRPO learning rates to sweep")
-    parser.add_argument("--grpo-sweep-seeds", type=int, nargs="+", default=None, help="default: the first seed")
+    parser.add_argument(
+        "--grpo-lrs", type=float, nargs="+", default=DEFAULT_LRS, help="GRPO learning rates to sweep"
+    )
+    parser.add_argument(
+        "--grpo-sweep-seeds", type=int, nargs="+", default=None, help="default: the first seed"
+    )
     args = parser.parse_args()
     console = Console(stderr=True)
     results: dict[str, list[tuple[int, list[float], float]]] = {}  # arm -> (seed, curve, seconds)
@@ -120,7 +131,11 @@ def main() -> None:
             cells = " | ".join(f"{a:.3f}" for a in curve)
             lines.append(f"| {name} | {seed} | {cells} | {curve[-1] - curve[0]:+.3f} | {took:.0f} |")
             rows.append({"arm": name, "seed": seed, "curve": curve, "seconds": took})
-    lines += ["", "| arm | seeds | mean gain | min gain | max gain | worst drop below SFT |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| arm | seeds | mean gain | min gain | max gain | worst drop below SFT |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, per_seed in curves.items():
         gains = [c[-1] - c[0] for c in per_seed]
         drops = [min(c) - c[0] for c in per_seed]

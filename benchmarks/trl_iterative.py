@@ -71,9 +71,7 @@ def dpo(ctx: RunContext, s: int, model, tokenizer, pairs: list[dict]) -> dict[st
         use_cpu=not torch.cuda.is_available(), disable_tqdm=not ctx.console.is_terminal,
         **config.training_arguments(s),
     )  # fmt: skip
-    dataset = Dataset.from_dict(
-        {key: [p[key] for p in pairs] for key in ("prompt", "chosen", "rejected")}
-    )
+    dataset = Dataset.from_dict({key: [p[key] for p in pairs] for key in ("prompt", "chosen", "rejected")})
     reference = ctx.load(reference_path)[0]
     trainer = DPOTrainer(
         model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer

@@ -162,7 +162,9 @@ def smollm2_tokenizer():
     return AutoTokenizer.from_pretrained(str(SMOLLM2_TOKENIZER))
 
 
-def tiny_chat_llama(tokenizer, *, seed: int = 0, hidden_size: int = 32, num_layers: int = 1, scale: float = 0.0):
+def tiny_chat_llama(
+    tokenizer, *, seed: int = 0, hidden_size: int = 32, num_layers: int = 1, scale: float = 0.0
+):
     """A randomly initialised 1-layer Llama over ``tokenizer``'s vocabulary, whose generation config ends
     a sample at the tokenizer's EOS; ``scale`` > 0 redraws the matrices with that std (a sharper model)."""
     import torch

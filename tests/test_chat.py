@@ -34,8 +34,12 @@ def test_string_prompt_renders_as_a_user_message_byte_identical(tokenizer, promp
 
 
 def test_message_list_renders_byte_identical(tokenizer):
-    messages = [*SYSTEM, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
-                {"role": "user", "content": "and 3+3?"}]
+    messages = [
+        *SYSTEM,
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "and 3+3?"},
+    ]
     assert ChatFormat(tokenizer).render(messages) == expected(tokenizer, messages)
     assert "You are a helpful AI assistant" not in ChatFormat(tokenizer).render(messages)  # own system prompt
 
@@ -49,8 +53,10 @@ def test_already_rendered_string_is_not_wrapped_twice(tokenizer):
 
 def test_template_from_a_jinja_file(tokenizer, tmp_path):
     path = tmp_path / "plain.jinja"
-    path.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
-                    "{% if add_generation_prompt %}[assistant] {% endif %}")
+    path.write_text(
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
     chat = ChatFormat(tokenizer, str(path))
     assert chat.render("hi") == "[user] hi\n[assistant] "
     assert chat.end_token_id == tokenizer.eos_token_id  # the turn ends with plain text: EOS it is
@@ -120,7 +126,9 @@ def test_tokenizer_without_template_is_unchanged():
 def test_prompt_file_with_strings_and_message_lists(tokenizer, tmp_path):
     messages = [*SYSTEM, {"role": "user", "content": "2+2?"}]
     path = tmp_path / "prompts.jsonl"
-    path.write_text(json.dumps({"prompt": "1+1?"}) + "\n" + json.dumps({"id": "m", "prompt": messages}) + "\n")
+    path.write_text(
+        json.dumps({"prompt": "1+1?"}) + "\n" + json.dumps({"id": "m", "prompt": messages}) + "\n"
+    )
     raw = load_prompts(path)
     assert [(p.prompt_id, p.text, p.original) for p in raw] == [("p1", "1+1?", "1+1?"), ("m", None, messages)]
     rendered = load_prompts(path, tokenizer)
@@ -136,7 +144,9 @@ def test_prompt_file_with_strings_and_message_lists(tokenizer, tmp_path):
 
 def test_prompt_file_with_a_bad_role_names_the_record(tmp_path):
     path = tmp_path / "prompts.jsonl"
-    path.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": [{"role": "bot", "content": "x"}]}))
+    path.write_text(
+        json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": [{"role": "bot", "content": "x"}]})
+    )
     with pytest.raises(InputError, match=r"prompts.jsonl: record 2: message 1 has unknown role 'bot'"):
         load_prompts(path)
 
@@ -144,8 +154,9 @@ def test_prompt_file_with_a_bad_role_names_the_record(tmp_path):
 def test_dataset_folder_with_message_lists(tokenizer, tmp_path):
     datasets = pytest.importorskip("datasets")
     messages = [{"role": "user", "content": "2+2?"}]
-    datasets.Dataset.from_list([{"prompt": messages}, {"prompt": messages[:0] + [{"role": "user", "content": "3"}]}]
-                               ).save_to_disk(str(tmp_path / "ds"))
+    datasets.Dataset.from_list(
+        [{"prompt": messages}, {"prompt": messages[:0] + [{"role": "user", "content": "3"}]}]
+    ).save_to_disk(str(tmp_path / "ds"))
     prompts = load_prompts(tmp_path / "ds", tokenizer)
     assert prompts[0].text == expected(tokenizer, messages)
     assert prompts[1].original == [{"role": "user", "content": "3"}]

@@ -40,7 +40,9 @@ def chat_workspace(tmp_path_factory):
     tokenizer = smollm2_tokenizer()
     tiny_chat_llama(tokenizer, scale=0.2).save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
-    messages = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}] for q in QUESTIONS]
+    messages = [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}] for q in QUESTIONS
+    ]
     with open(root / "prompts.jsonl", "w") as handle:
         for i, prompt in enumerate(messages):
             handle.write(json.dumps({"id": f"c{i}", "prompt": prompt}) + "\n")
@@ -124,7 +126,9 @@ def test_reference_and_training_use_the_sampled_ids(chat_workspace, chat_run):
     assert lists and all(len(x["response_ids"]) == len(x["responses"]) for x in lists)
     for item in lists:
         prompt_ids = tokenizer(item["prompt"], add_special_tokens=False)["input_ids"]
-        for ids, finished, value in zip(item["response_ids"], item["finished"], item["reference_logps"], strict=True):
+        for ids, finished, value in zip(
+            item["response_ids"], item["finished"], item["reference_logps"], strict=True
+        ):
             assert value == pytest.approx(manual_logp(model, prompt_ids, ids), abs=1e-4)
             end = tokenizer.convert_tokens_to_ids("<|im_end|>")
             assert (ids[-1] == end) == finished  # a truncated sample has no end token
@@ -158,7 +162,10 @@ def test_keep_truncated_false_drops_cut_samples_before_scoring(workspace, tmp_pa
     """On the plain-text demo model (no template: no ids kept, only the stop flag this setting needs)."""
     run_dir = tmp_path / "run"
     console = Console(file=io.StringIO(), width=200)
-    run_larpo(load_run_config(None, settings(workspace, run_dir, "iterations=1", "keep_truncated=false")), console=console)
+    run_larpo(
+        load_run_config(None, settings(workspace, run_dir, "iterations=1", "keep_truncated=false")),
+        console=console,
+    )
     generated = json.loads((run_dir / "manifest.json").read_text())["completed"]["0"]["generate"]
     records = read_records(run_dir / "candidates" / "iter_0.jsonl")
     assert 0 < generated["truncated"] < generated["candidates"]

@@ -18,7 +18,10 @@ from larpo.tasks.arithmetic.chat import (
 def test_question_and_problem_round_trip_through_messages_and_rendered_text():
     asked = question("41+93=")
     assert asked == "What is 41 + 93? Reply with the number only."
-    assert problem_of([{"role": "system", "content": "Be brief."}, {"role": "user", "content": asked}]) == "41+93="
+    assert (
+        problem_of([{"role": "system", "content": "Be brief."}, {"role": "user", "content": asked}])
+        == "41+93="
+    )
     rendered = f"<|im_start|>user\n{asked}<|im_end|>\n<|im_start|>assistant\n"
     assert problem_of(rendered) == "41+93="
 
@@ -30,7 +33,13 @@ def test_problem_of_a_prompt_without_a_question_is_an_input_error():
 
 @pytest.mark.parametrize(
     ("reply", "number"),
-    [("41 + 93 = 134", "134"), ("134.", "134"), ("The answer is 1,340", "1340"), ("-7", "-7"), ("none", None)],
+    [
+        ("41 + 93 = 134", "134"),
+        ("134.", "134"),
+        ("The answer is 1,340", "1340"),
+        ("-7", "-7"),
+        ("none", None),
+    ],
 )
 def test_final_number_is_the_last_integer(reply, number):
     assert final_number(reply) == number

@@ -58,8 +58,11 @@ def test_generation_stops_at_im_end_when_eos_is_another_token(prompt):
     generator = TransformersGenerator(model, tokenizer, batch_size=2)
     assert generator.stop_ids == [ENDOFTEXT, IM_END]
     out = generator.generate([prompt, prompt + "x"], SamplingParams(num_samples=24, max_new_tokens=4, seed=3))
-    flat = [(t, d, ids) for row in zip(out.responses, out.finished, out.token_ids, strict=True)
-            for t, d, ids in zip(*row, strict=True)]
+    flat = [
+        (t, d, ids)
+        for row in zip(out.responses, out.finished, out.token_ids, strict=True)
+        for t, d, ids in zip(*row, strict=True)
+    ]
     lengths = {len(ids) for _, done, ids in flat if done}
     assert any(done for _, done, _ in flat) and any(not done for _, done, _ in flat)
     assert len(lengths) > 1  # stopped after different numbers of steps
@@ -81,7 +84,10 @@ def test_greedy_stop_at_first_step_gives_empty_finished_response(prompt, tokeniz
 def test_deduplicate_keeps_ids_aligned_with_texts():
     out = deduplicate([["a", "b", "a"]], [[True, False, True]], [[[5, 2], [6], [7, 8, 2]]])
     assert (out.responses, out.finished, out.token_ids, out.counts) == (
-        [["a", "b"]], [[True, False]], [[[5, 2], [6]]], [[2, 1]]
+        [["a", "b"]],
+        [[True, False]],
+        [[[5, 2], [6]]],
+        [[2, 1]],
     )
 
 
@@ -110,8 +116,13 @@ def test_end_tokens_of_text_responses(tokenizer, prompt):
     end = ChatFormat(tokenizer).end_token_id
     hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
     example = tokenize_list(
-        tokenizer, prompt, ["hello", "hello", "hello"], [0.0, 2.0, 1.0],
-        response_ids=[None, None, [9, 10]], finished=[True, False, False], end_token_id=end,
+        tokenizer,
+        prompt,
+        ["hello", "hello", "hello"],
+        [0.0, 2.0, 1.0],
+        response_ids=[None, None, [9, 10]],
+        finished=[True, False, False],
+        end_token_id=end,
     )
     # best first: the truncated text (no end token), the truncated sampled ids as they are, the finished text
     assert example["response_ids"] == [hello, [9, 10], hello + [IM_END]]
@@ -122,8 +133,15 @@ def test_mixed_list_log_probs_follow_input_order(tokenizer, prompt):
     model = tiny_chat_llama(tokenizer, scale=0.2)
     sampled = [*split_hello(tokenizer), IM_END]
     pairs = [(prompt, "hello"), (prompt, "hello"), (prompt, "bye")]
-    values = response_logps(model, tokenizer, pairs, response_ids=[None, sampled, None],
-                            finished=[False, True, True], end_token_id=IM_END, batch_size=2)
+    values = response_logps(
+        model,
+        tokenizer,
+        pairs,
+        response_ids=[None, sampled, None],
+        finished=[False, True, True],
+        end_token_id=IM_END,
+        batch_size=2,
+    )
     hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
     bye = tokenizer("bye", add_special_tokens=False)["input_ids"] + [IM_END]
     wanted = [manual_logp(model, tokenizer, prompt, ids) for ids in (hello, sampled, bye)]
@@ -131,7 +149,10 @@ def test_mixed_list_log_probs_follow_input_order(tokenizer, prompt):
 
 
 def test_two_sampled_candidates_equal_dpo(tokenizer, prompt):
-    policy, reference = tiny_chat_llama(tokenizer, seed=0, scale=0.2), tiny_chat_llama(tokenizer, seed=1, scale=0.2)
+    policy, reference = (
+        tiny_chat_llama(tokenizer, seed=0, scale=0.2),
+        tiny_chat_llama(tokenizer, seed=1, scale=0.2),
+    )
     chosen, rejected = [*split_hello(tokenizer), IM_END], tokenizer.convert_tokens_to_ids(["by", "e"])
     example = tokenize_list(tokenizer, prompt, ["hello", "bye"], [1.0, 0.0], response_ids=[chosen, rejected])
     batch = ListCollator(pad_token_id=tokenizer.pad_token_id)([example])
@@ -139,14 +160,20 @@ def test_two_sampled_candidates_equal_dpo(tokenizer, prompt):
         policy_logps, _ = list_logps(policy, batch)
         reference_logps, _ = list_logps(reference, batch)
     loss = get_objective("contrastive")(policy_logps, reference_logps, 0.5, batch["list_mask"])
-    margin = sum(sign * (manual_logp(policy, tokenizer, prompt, ids) - manual_logp(reference, tokenizer, prompt, ids))
-                 for sign, ids in ((1, chosen), (-1, rejected)))
-    assert loss.item() == pytest.approx(-torch.nn.functional.logsigmoid(torch.tensor(0.5 * margin)).item(), abs=1e-4)
+    margin = sum(
+        sign * (manual_logp(policy, tokenizer, prompt, ids) - manual_logp(reference, tokenizer, prompt, ids))
+        for sign, ids in ((1, chosen), (-1, rejected))
+    )
+    assert loss.item() == pytest.approx(
+        -torch.nn.functional.logsigmoid(torch.tensor(0.5 * margin)).item(), abs=1e-4
+    )
     assert loss.item() == pytest.approx(pairwise_loss(policy_logps, reference_logps, 0.5).item(), abs=1e-6)
 
 
 def test_record_keeps_response_ids_and_finished():
-    record = CandidateRecord("p1", "prompt", "hello", 1.0, 0, 1.0, source="policy", response_ids=[5, 2], finished=True)
+    record = CandidateRecord(
+        "p1", "prompt", "hello", 1.0, 0, 1.0, source="policy", response_ids=[5, 2], finished=True
+    )
     line = record.to_json()
     assert json.loads(line)["response_ids"] == [5, 2] and json.loads(line)["finished"] is True
     assert CandidateRecord.from_json(line) == record
@@ -158,13 +185,24 @@ def test_record_keeps_response_ids_and_finished():
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("response_ids", [1, "2"], "list of token ids"), ("response_ids", [-1], "list of token ids"),
-     ("response_ids", "12", "list of token ids"), ("response_ids", [True], "list of token ids"),
-     ("finished", 1, "'finished' must be a bool")],
+    [
+        ("response_ids", [1, "2"], "list of token ids"),
+        ("response_ids", [-1], "list of token ids"),
+        ("response_ids", "12", "list of token ids"),
+        ("response_ids", [True], "list of token ids"),
+        ("finished", 1, "'finished' must be a bool"),
+    ],
 )
 def test_record_rejects_bad_token_fields(field, value, message):
-    data = {"prompt_id": "p", "prompt": "x", "response": "y", "score": None, "iteration": 0, "temperature": 1.0,
-            field: value}
+    data = {
+        "prompt_id": "p",
+        "prompt": "x",
+        "response": "y",
+        "score": None,
+        "iteration": 0,
+        "temperature": 1.0,
+        field: value,
+    }
     with pytest.raises(StoreError, match=message):
         CandidateRecord.from_dict(data, where="line 3")
 
@@ -174,9 +212,16 @@ def chat_reward_dir(tmp_path_factory, tokenizer):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     directory = tmp_path_factory.mktemp("chat_rm")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = LlamaForSequenceClassification(config)
@@ -214,7 +259,9 @@ def test_reward_model_scores_the_conversation_in_its_template(chat_reward_dir, t
 
     plain = HFRewardModel(chat_reward_dir, device="cpu", chat_template="none")
     assert plain.format("Say hi.", "hi") == "Say hi.hi"
-    assert plain.score(["Say hi."], [["hi"]])[0] == pytest.approx([direct_score(plain, "Say hi.hi", True)], abs=1e-5)
+    assert plain.score(["Say hi."], [["hi"]])[0] == pytest.approx(
+        [direct_score(plain, "Say hi.hi", True)], abs=1e-5
+    )
 
 
 def test_tokenize_chat_list_renders_once_and_ends_turns(tokenizer, prompt):
@@ -226,8 +273,13 @@ def test_tokenize_chat_list_renders_once_and_ends_turns(tokenizer, prompt):
     hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
     example = tokenize_chat_list(chat, "Say hello.", ["hello", "hel"], [0.0, 1.0], finished=[True, False])
     assert example["prompt_ids"] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    assert example["response_ids"] == [tokenizer("hel", add_special_tokens=False)["input_ids"], hello + [IM_END]]
-    assert tokenize_chat_list(chat, prompt, ["hello"]) == tokenize_list(tokenizer, prompt, ["hello"], end_token_id=IM_END)
+    assert example["response_ids"] == [
+        tokenizer("hel", add_special_tokens=False)["input_ids"],
+        hello + [IM_END],
+    ]
+    assert tokenize_chat_list(chat, prompt, ["hello"]) == tokenize_list(
+        tokenizer, prompt, ["hello"], end_token_id=IM_END
+    )
     chars = char_tokenizer(ALPHABET)  # no template: exactly the plain tokenize_list of today
     assert tokenize_chat_list(ChatFormat(chars), "12+3=", ["15", "16"], [0.0, 1.0]) == tokenize_list(
         chars, "12+3=", ["15", "16"], [0.0, 1.0]

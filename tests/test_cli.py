@@ -154,8 +154,21 @@ def test_demo_rejects_bad_choices_before_writing(monkeypatch, capsys, tmp_path, 
         (["--version"], 0, "larpo 0.1.0"),
         (["--help"], 0, "Usage: larpo"),
         (["objectives"], 0, "lambdarank"),
-        (["run", "--set", "lerning_rate=1e-6"], 2, "unknown key 'lerning_rate' (did you mean 'learning_rate'?)"),
-        (["run", *(f"--set={key}=x" for key in ("model", "prompts", "reward", "output_dir")), "--set", "objective=dpo"], 2, "'objective' must be one of contrastive, ipo, lambdarank"),
+        (
+            ["run", "--set", "lerning_rate=1e-6"],
+            2,
+            "unknown key 'lerning_rate' (did you mean 'learning_rate'?)",
+        ),
+        (
+            [
+                "run",
+                *(f"--set={key}=x" for key in ("model", "prompts", "reward", "output_dir")),
+                "--set",
+                "objective=dpo",
+            ],
+            2,
+            "'objective' must be one of contrastive, ipo, lambdarank",
+        ),
     ],
 )
 def test_answers_that_need_no_model_never_import_torch(args, code, expected):
@@ -166,7 +179,9 @@ def test_answers_that_need_no_model_never_import_torch(args, code, expected):
     script = ("import sys\nfrom larpo.cli import main\nsys.argv = ['larpo', *sys.argv[1:]]\ntry:\n    main()\n"
               "finally:\n    print('heavy:', sorted(m for m in ('torch', 'transformers') if m in sys.modules), "
               "file=sys.stderr)\n")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == code, result.stderr
     assert expected in result.stdout + result.stderr
     assert "heavy: []" in result.stderr

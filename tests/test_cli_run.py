@@ -170,8 +170,11 @@ def test_chunked_log_probs_refuse_soft_capped_logits_with_one_line_and_the_run_r
     code, _, err = run_cli(monkeypatch, capsys, *args, "--set", "logprob_chunk_size=8")
     assert code == 2, err
     assert err.strip().splitlines()[-1].startswith("larpo: error: logprob_chunk_size needs logits")
+
     def samples():
-        return [(r.prompt_id, r.response, r.score) for r in read_records(run_dir / "candidates" / "iter_0.jsonl")]
+        return [
+            (r.prompt_id, r.response, r.score) for r in read_records(run_dir / "candidates" / "iter_0.jsonl")
+        ]
 
     generated = samples()
     assert generated and all(score is not None for *_, score in generated)  # drawn and scored, kept

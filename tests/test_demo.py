@@ -53,7 +53,12 @@ def test_every_objective_runs_in_the_demo(short_demo, tmp_path, objective):
     output.mkdir()
     shutil.copytree(short_demo[0] / "sft", output / "sft")
     settings = dataclasses.replace(
-        SHORT, objective=objective, reward="graded", iterations=1, prompts_per_iteration=48, heldout_prompts=48
+        SHORT,
+        objective=objective,
+        reward="graded",
+        iterations=1,
+        prompts_per_iteration=48,
+        heldout_prompts=48,
     )
     report = run_demo(output, settings)
     train = report["iterations"][-1]
@@ -87,7 +92,9 @@ def test_demo_splits_are_disjoint_and_adding_validation_changed_no_other(seed):
 
 
 def test_prepare_start_writes_the_three_prompt_files(tmp_path):
-    settings = DemoSettings(train_prompts=300, heldout_prompts=60, validation_prompts=90, sft_validation_prompts=30)
+    settings = DemoSettings(
+        train_prompts=300, heldout_prompts=60, validation_prompts=90, sft_validation_prompts=30
+    )
     (tmp_path / "sft").mkdir()
     (tmp_path / "sft" / "config.json").write_text("{}")  # an existing SFT start: kept, not trained
     budget = prepare_start(tmp_path, settings, console=None)

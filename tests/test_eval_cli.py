@@ -74,13 +74,18 @@ def test_report_on_a_directory_that_is_not_a_run(monkeypatch, capsys, tmp_path):
     assert code == 2 and "not a larpo run directory" in err
 
 
-def test_eval_ranks_with_the_runs_initial_model_and_plots_a_baseline(monkeypatch, capsys, workspace, tmp_path):
+def test_eval_ranks_with_the_runs_initial_model_and_plots_a_baseline(
+    monkeypatch, capsys, workspace, tmp_path
+):
     run_dir = tmp_path / "run"
     assert run_cli(monkeypatch, capsys, *run_args(workspace, run_dir, "learning_rate=1e-2"))[0] == 0
     common = ["--prompts", workspace / "prompts.jsonl", "--reward", REWARD_FILE, "--num-samples", "4",
               "--k", "1", "--max-new-tokens", "4"]  # fmt: skip
     start = tmp_path / "start"
-    assert run_cli(monkeypatch, capsys, "eval", "--model", workspace / "model", "--output", start, *common)[0] == 0
+    assert (
+        run_cli(monkeypatch, capsys, "eval", "--model", workspace / "model", "--output", start, *common)[0]
+        == 0
+    )
     out = tmp_path / "final"
     code, stdout, err = run_cli(monkeypatch, capsys, "eval", "--model", run_dir / "iter_0" / "model",
                                 "--output", out, "--baseline", start, *common)  # fmt: skip
@@ -97,7 +102,9 @@ def test_eval_ranks_with_the_runs_initial_model_and_plots_a_baseline(monkeypatch
     assert_real_png(out / "pass_at_n.png")
 
 
-def test_eval_refuses_a_baseline_that_is_neither_an_eval_nor_a_model(monkeypatch, capsys, workspace, tmp_path):
+def test_eval_refuses_a_baseline_that_is_neither_an_eval_nor_a_model(
+    monkeypatch, capsys, workspace, tmp_path
+):
     code, _, err = run_cli(
         monkeypatch, capsys, "eval", "--model", workspace / "model", "--prompts", workspace / "prompts.jsonl",
         "--reward", REWARD_FILE, "--output", tmp_path / "e", "--baseline", tmp_path,

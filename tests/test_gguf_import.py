@@ -98,7 +98,9 @@ def test_import_errors(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="odd.gguf: cannot import this GGUF file"):
         import_gguf(unsupported, tmp_path / "out")
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "gguf" else real_find_spec(name))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "gguf" else real_find_spec(name)
+    )
     with pytest.raises(InputError, match="needs the `gguf` package"):
         import_gguf(unsupported, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -156,7 +156,9 @@ def test_cheaper_evaluations_between_the_first_and_the_last(workspace, tmp_path)
     [("constant", 0.1, "constant_with_warmup"), ("constant", 0.0, "constant"), ("linear", 0.1, "linear")],
 )
 def test_a_warmup_turns_the_constant_schedule_into_constant_with_warmup(scheduler, warmup, expected):
-    config = load_run_config(None, [*settings(Path("w"), Path("r")), f"lr_scheduler_type={scheduler}", f"warmup_ratio={warmup}"])
+    config = load_run_config(
+        None, [*settings(Path("w"), Path("r")), f"lr_scheduler_type={scheduler}", f"warmup_ratio={warmup}"]
+    )
     arguments = config.training_arguments(0)
     assert arguments["lr_scheduler_type"] == expected
     assert arguments["warmup_steps"] == warmup  # transformers 5: a value below 1 is a fraction of the steps

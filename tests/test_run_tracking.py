@@ -24,7 +24,12 @@ def _scalars(logdir) -> dict[str, list[tuple[int, float]]]:
 def tracked(workspace, tmp_path_factory):
     """A 2-iteration run with TensorBoard tracking and held-out evaluation, then resumed for a third."""
     run_dir = tmp_path_factory.mktemp("tracked") / "run"
-    overrides = ["report_to=tensorboard", "run_name=tiny", f"eval_prompts={workspace / 'prompts.jsonl'}", *EVAL]
+    overrides = [
+        "report_to=tensorboard",
+        "run_name=tiny",
+        f"eval_prompts={workspace / 'prompts.jsonl'}",
+        *EVAL,
+    ]
     first = run(workspace, run_dir, *overrides)
     first_scalars = _scalars(run_dir / "runs")
     manifest = run(workspace, run_dir, *overrides, "iterations=3")

@@ -15,11 +15,23 @@ ROWS = {
         {"prompt": "1+1=", "responses": ["2", "3"], "scores": [1, 0]},
     ],
     "ranked": [{"prompt": "2+3=", "responses": ["5", "6", "4"]}, {"prompt": "1+1=", "responses": ["2", "3"]}],
-    "pairs": [{"prompt": "2+3=", "chosen": "5", "rejected": "6"}, {"prompt": "1+1=", "chosen": "2", "rejected": "3"}],
+    "pairs": [
+        {"prompt": "2+3=", "chosen": "5", "rejected": "6"},
+        {"prompt": "1+1=", "chosen": "2", "rejected": "3"},
+    ],
     "rated": [
-        {"prompt": "2+3=", "completions": [{"response": "5", "quality": 2}, {"response": "6", "quality": None}]},
-        {"prompt": "1+1=", "completions": [{"response": "2", "quality": 1}, {"response": "3", "quality": 0},
-                                           {"response": "4", "quality": 0}]},
+        {
+            "prompt": "2+3=",
+            "completions": [{"response": "5", "quality": 2}, {"response": "6", "quality": None}],
+        },
+        {
+            "prompt": "1+1=",
+            "completions": [
+                {"response": "2", "quality": 1},
+                {"response": "3", "quality": 0},
+                {"response": "4", "quality": 0},
+            ],
+        },
     ],  # fmt: skip
 }
 CANDIDATES = [
@@ -61,7 +73,9 @@ def test_train_reads_each_format_and_writes_a_model_card(monkeypatch, capsys, ti
     data, out = data_file(tmp_path, name), tmp_path / "out"
     args = ["train", "--model", tiny_dir, "--data", data, "--output", out, "--format", name, "--batch-size", "1",
             "--objective", "listmle", "--learning-rate", "1e-3", "--epochs", "1"]  # fmt: skip
-    code, stdout, stderr = run_cli(monkeypatch, capsys, *args, *(["--rating", "quality"] if name == "rated" else []))
+    code, stdout, stderr = run_cli(
+        monkeypatch, capsys, *args, *(["--rating", "quality"] if name == "rated" else [])
+    )
     assert code == 0, stderr
     assert f"{data}: {SUMMARY[name]}\n" in stdout
     lists = int(SUMMARY[name].split(": ")[1].split()[0])
@@ -96,7 +110,11 @@ def test_train_reports_to_tensorboard(monkeypatch, capsys, tiny_dir, tmp_path):
 
 def test_message_prompts_need_a_chat_template(monkeypatch, capsys, tiny_dir, tmp_path):
     data = tmp_path / "chat.jsonl"
-    data.write_text(json.dumps({"prompt": [{"role": "user", "content": "1+1="}], "chosen": "2", "rejected": "3"}) + "\n")
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--model", tiny_dir, "--data", data, "--output", tmp_path / "o")
+    data.write_text(
+        json.dumps({"prompt": [{"role": "user", "content": "1+1="}], "chosen": "2", "rejected": "3"}) + "\n"
+    )
+    code, _, err = run_cli(
+        monkeypatch, capsys, "train", "--model", tiny_dir, "--data", data, "--output", tmp_path / "o"
+    )
     assert code == 2 and "has no chat template" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

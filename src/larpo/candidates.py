@@ -93,7 +93,9 @@ class CandidateList:
 
     def to_dict(self) -> dict:
         """The list as one ``lists.jsonl`` item (``response_ids``/``finished`` left out when None)."""
-        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("response_ids", "finished")}
+        return {
+            k: v for k, v in asdict(self).items() if v is not None or k not in ("response_ids", "finished")
+        }
 
 
 @dataclass

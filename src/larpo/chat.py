@@ -133,7 +133,9 @@ class ChatFormat:
     def opening(self) -> str:
         """The special token a rendered conversation starts with ('' when none): a string prompt that
         starts with it is already rendered."""
-        rendered = self._apply([{"role": "user", "content": _SENTINEL}], "chat_template", generation_prompt=False)
+        rendered = self._apply(
+            [{"role": "user", "content": _SENTINEL}], "chat_template", generation_prompt=False
+        )
         return _leading_special_token(self.tokenizer, rendered.split(_SENTINEL)[0])
 
     @cached_property

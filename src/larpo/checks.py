@@ -42,7 +42,9 @@ def is_token_ids(value: object) -> bool:
     )
 
 
-def check_known_keys(keys: Iterable[Any], valid: Iterable[str], what: str, *, list_valid: bool = False) -> None:
+def check_known_keys(
+    keys: Iterable[Any], valid: Iterable[str], what: str, *, list_valid: bool = False
+) -> None:
     """Every key is one of ``valid``; an unknown one is reported as ``<what> 'key'`` with the closest
     valid key as a suggestion (and, with ``list_valid``, every valid key)."""
     valid = list(valid)

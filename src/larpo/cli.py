@@ -35,7 +35,8 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _options(
     version: Annotated[
-        bool, typer.Option("--version", help="print the version and exit", callback=_print_version, is_eager=True)
+        bool,
+        typer.Option("--version", help="print the version and exit", callback=_print_version, is_eager=True),
     ] = False,
 ) -> None:
     """LarPO: align an LLM as a retriever, with listwise ranking objectives over its own samples."""
@@ -108,7 +109,10 @@ def tiny_model(
 
 
 ChatTemplate = Annotated[
-    str, typer.Option(help="prompts as the model sees them: auto (the tokenizer's template, if any), none, or a Jinja file")
+    str,
+    typer.Option(
+        help="prompts as the model sees them: auto (the tokenizer's template, if any), none, or a Jinja file"
+    ),
 ]
 
 
@@ -148,11 +152,16 @@ def train(
     dtype: Annotated[str, typer.Option(help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16")] = "auto",
     format: Annotated[
         str | None,
-        typer.Option(help="format of --data: lists, ranked, pairs, rated or candidates (default: from its columns)"),
+        typer.Option(
+            help="format of --data: lists, ranked, pairs, rated or candidates (default: from its columns)"
+        ),
     ] = None,
     rating: Annotated[str, typer.Option(help="rated format: the completion field to rank by")] = "rating",
     report_to: Annotated[
-        str | None, typer.Option(help="trackers, as TrainingArguments.report_to: tensorboard, wandb, ... (comma-separated)")
+        str | None,
+        typer.Option(
+            help="trackers, as TrainingArguments.report_to: tensorboard, wandb, ... (comma-separated)"
+        ),
     ] = None,
     run_name: Annotated[str | None, typer.Option(help="the run's name in the trackers")] = None,
     overwrite: Annotated[
@@ -246,7 +255,9 @@ def generate(
     )
     duplicates = len(items) * num_candidates - len(records)
     write_records_atomic(output, records)
-    print(f"wrote {len(records)} candidates for {len(items)} prompts ({duplicates} duplicates removed) to {output}")
+    print(
+        f"wrote {len(records)} candidates for {len(items)} prompts ({duplicates} duplicates removed) to {output}"
+    )
 
 
 @app.command()
@@ -286,7 +297,8 @@ def evaluate(
     temperature: Annotated[list[float] | None, typer.Option(help="sampling temperature (repeatable)")] = None,
     k: Annotated[list[int] | None, typer.Option(help="k of pass@k (repeatable)")] = None,
     max_new_tokens: Annotated[
-        int | None, typer.Option(help="longest response in tokens (default: 64, or less to fit the model's context)")
+        int | None,
+        typer.Option(help="longest response in tokens (default: 64, or less to fit the model's context)"),
     ] = None,
     threshold: Annotated[float, typer.Option(help="a response is correct when its reward is >= this")] = 1.0,
     best_of: Annotated[int | None, typer.Option(help="also evaluate best-of-N reranking with this N")] = None,
@@ -300,7 +312,8 @@ def evaluate(
         Path | None, typer.Option(help="another `larpo eval` output or a model directory to compare with")
     ] = None,
     reference: Annotated[
-        Path | None, typer.Option(help="reference model of the implicit reward (default: the run's initial model)")
+        Path | None,
+        typer.Option(help="reference model of the implicit reward (default: the run's initial model)"),
     ] = None,
     batch_size: int = 64,
     seed: int = 0,
@@ -345,7 +358,10 @@ def evaluate(
         if result.get(key) is not None:
             table.add_row(label, f"{result[key]:.4f}")
     if "baseline" in result:
-        table.add_row(f"greedy accuracy of {result['baseline']['model']}", f"{result['baseline']['greedy_accuracy']:.4f}")
+        table.add_row(
+            f"greedy accuracy of {result['baseline']['model']}",
+            f"{result['baseline']['greedy_accuracy']:.4f}",
+        )
     Console().print(table)
     print(f"wrote {output / 'eval.json'} and {output / 'pass_at_n.png'}")
 

@@ -53,11 +53,15 @@ def tokenize_list(
             raise ValueError(f"{count} responses but {len(values)} {name}")
     end = [tokenizer.eos_token_id if end_token_id is None else end_token_id] if append_eos else []
     ids = []
-    for text, sampled, done in zip(responses, response_ids or [None] * count, finished or [None] * count, strict=True):
+    for text, sampled, done in zip(
+        responses, response_ids or [None] * count, finished or [None] * count, strict=True
+    ):
         if sampled is not None:
             ids.append(list(sampled))
         else:
-            ids.append(tokenizer(text, add_special_tokens=False)["input_ids"] + (end if done is not False else []))
+            ids.append(
+                tokenizer(text, add_special_tokens=False)["input_ids"] + (end if done is not False else [])
+            )
     order = sorted(range(count), key=lambda i: -scores[i]) if scores is not None else range(count)
     example: dict[str, Any] = {
         "prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"],

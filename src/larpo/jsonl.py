@@ -83,6 +83,8 @@ def _check_sampled(row: dict[str, Any], count: int, where: str) -> None:
     ):
         raise InputError(f"{where}: 'response_ids' must hold, per response, a list of token ids or null")
     if finished is not None and (
-        not isinstance(finished, list) or len(finished) != count or not all(f is None or isinstance(f, bool) for f in finished)
+        not isinstance(finished, list)
+        or len(finished) != count
+        or not all(f is None or isinstance(f, bool) for f in finished)
     ):
         raise InputError(f"{where}: 'finished' must hold, per response, true, false or null")

@@ -18,7 +18,9 @@ def progress_bar(label: str, total: int, console: Console | None = None) -> Iter
 
 
 @contextlib.contextmanager
-def generation_progress(generators: list, label: str, total: int, console: Console | None = None) -> Iterator[None]:
+def generation_progress(
+    generators: list, label: str, total: int, console: Console | None = None
+) -> Iterator[None]:
     """A progress bar advanced by the ``generators`` (their ``on_progress``: prompts done per batch)."""
     with progress_bar(label, total, console) as advance:
         for generator in generators:

@@ -54,7 +54,8 @@ def rendered(prompts: list[Prompt], chat: ChatFormat, where: str = "") -> list[P
         InputError: a prompt ``chat`` cannot render (see :meth:`larpo.chat.ChatFormat.render`).
     """
     return [
-        Prompt(p.prompt_id, chat.render(p.original, f"{where}prompt {p.prompt_id!r}"), p.original) for p in prompts
+        Prompt(p.prompt_id, chat.render(p.original, f"{where}prompt {p.prompt_id!r}"), p.original)
+        for p in prompts
     ]
 
 

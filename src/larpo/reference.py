@@ -76,7 +76,12 @@ def _batches(
             _, responses, ids, finished = zip(*chunk, strict=True)
             batch.append(
                 tokenize_list(
-                    tokenizer, prompt, responses, response_ids=ids, finished=finished, end_token_id=end_token_id
+                    tokenizer,
+                    prompt,
+                    responses,
+                    response_ids=ids,
+                    finished=finished,
+                    end_token_id=end_token_id,
                 )
             )
             size += len(chunk)

@@ -163,7 +163,9 @@ def read_records(path: str | os.PathLike[str]) -> list[CandidateRecord]:
         lines.pop()
     keep = sum(len(line) + 1 for line in lines)
     if keep < len(data):
-        raise StoreError(f"{path}:{len(lines) + 1}: torn last line ({len(data) - keep} bytes cut off mid-write)")
+        raise StoreError(
+            f"{path}:{len(lines) + 1}: torn last line ({len(data) - keep} bytes cut off mid-write)"
+        )
     return [CandidateRecord.from_dict(obj, where=f"{path}:{n}") for n, obj in enumerate(parsed, start=1)]
 
 

@@ -31,7 +31,9 @@ def main() -> None:
     trainer.train()
     # FSDP shards the parameters: gather the full state dict (a collective: every process takes part)
     state = trainer.accelerator.get_state_dict(trainer.model)
-    weights = torch.cat([state[name].detach().flatten() for name, _ in model.named_parameters() if name in state])
+    weights = torch.cat(
+        [state[name].detach().flatten() for name, _ in model.named_parameters() if name in state]
+    )
     if trainer.accelerator.is_main_process:
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         processes = trainer.accelerator.num_processes

@@ -93,7 +93,9 @@ def grpo_config(config: RunConfig, iteration: int, output_dir: str, show_progres
     )
 
 
-def train_grpo(model, tokenizer, prompts: Sequence[str], reward: TRLReward, args, callbacks=()) -> dict[str, Any]:
+def train_grpo(
+    model, tokenizer, prompts: Sequence[str], reward: TRLReward, args, callbacks=()
+) -> dict[str, Any]:
     """Train ``model`` in place with GRPOTrainer on ``prompts``; stats from TRL's logs."""
     from trl import GRPOTrainer
 

@@ -204,13 +204,25 @@ def rankable_lists(kept: dict[str, list], limit: int) -> list[int]:
     """Indices of the first ``limit`` sample lists (``responses`` and ``scores`` per prompt) that can be
     ranked: more than one response and not all scores tied (a graded reward)."""
     pairs = zip(kept["responses"], kept["scores"], strict=True)
-    return [i for i, (responses, scores) in enumerate(pairs) if len(responses) > 1 and len(set(scores)) > 1][:limit]
+    return [i for i, (responses, scores) in enumerate(pairs) if len(responses) > 1 and len(set(scores)) > 1][
+        :limit
+    ]
 
 
 def evaluate_model_dir(
-    model: Path, prompts: Path, reward: str, output: Path, settings: EvalSettings, *, batch_size: int = 64,
-    dtype: str = "auto", baseline_model: Path | None = None, alpaca_eval: Path | None = None,
-    chat_template: str = "auto", baseline: Path | None = None, reference: Path | None = None,
+    model: Path,
+    prompts: Path,
+    reward: str,
+    output: Path,
+    settings: EvalSettings,
+    *,
+    batch_size: int = 64,
+    dtype: str = "auto",
+    baseline_model: Path | None = None,
+    alpaca_eval: Path | None = None,
+    chat_template: str = "auto",
+    baseline: Path | None = None,
+    reference: Path | None = None,
 ) -> dict[str, Any]:
     """``larpo eval``: :func:`evaluate_policy` of the model directory ``model`` on the prompts file
     ``prompts`` with the reranker ``reward``; writes ``eval.json`` and ``pass_at_n.png`` to ``output``
@@ -253,7 +265,9 @@ def evaluate_model_dir(
         return TransformersGenerator(other, other_tokenizer, batch_size=batch_size, stop_ids=stop_ids)
 
     if baseline is not None and baseline_result is None:  # a model directory: evaluate it the same way
-        baseline_result = evaluate_policy(generator(baseline), reranker, texts, settings, reward_prompts=originals)
+        baseline_result = evaluate_policy(
+            generator(baseline), reranker, texts, settings, reward_prompts=originals
+        )
         baseline_model = baseline_model or baseline
     versus = generator(baseline_model) if baseline_model is not None else None
     keep = reference is not None and settings.num_samples > 1
@@ -304,7 +318,9 @@ def _baseline_eval(baseline: Path | None) -> dict[str, Any] | None:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise InputError(f"{baseline / 'eval.json'}: unreadable ({error})") from None
     if not (baseline / "config.json").is_file() and not (baseline / "adapter_config.json").is_file():
-        raise InputError(f"{baseline}: --baseline is neither a larpo eval output (eval.json) nor a model directory")
+        raise InputError(
+            f"{baseline}: --baseline is neither a larpo eval output (eval.json) nor a model directory"
+        )
     return None
 
 

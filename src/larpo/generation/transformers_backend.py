@@ -105,7 +105,9 @@ class TransformersGenerator(Generator):
         try:
             with _seeded(params.seed, self.device), torch.inference_mode():
                 for start in range(0, len(prompt_ids), self.batch_size):
-                    texts, done, ids = self._generate_batch(prompt_ids[start : start + self.batch_size], params)
+                    texts, done, ids = self._generate_batch(
+                        prompt_ids[start : start + self.batch_size], params
+                    )
                     samples += texts
                     finished += done
                     token_ids += ids

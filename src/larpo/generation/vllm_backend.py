@@ -112,7 +112,9 @@ class VLLMGenerator(Generator):
         if self.tokenizer.eos_token_id is None:
             raise InputError("the tokenizer has no EOS token, so generated responses could never finish")
         self.eos_id: int = self.tokenizer.eos_token_id
-        self.stop_ids: list[int] = stop_token_ids(_saved_generation_config(path), self.tokenizer, chat_template)
+        self.stop_ids: list[int] = stop_token_ids(
+            _saved_generation_config(path), self.tokenizer, chat_template
+        )
         vllm = importlib.import_module("vllm")
         self._vllm = vllm
         engine_kwargs.setdefault("dtype", dtype)
@@ -188,6 +190,10 @@ def _with_stop_token(completion: Any) -> list[int]:
     """A completion's token ids, with the stop token id appended when vLLM stopped at it but left it out."""
     ids = list(completion.token_ids)
     stop = getattr(completion, "stop_reason", None)
-    if getattr(completion, "finish_reason", None) == "stop" and isinstance(stop, int) and stop not in ids[-1:]:
+    if (
+        getattr(completion, "finish_reason", None) == "stop"
+        and isinstance(stop, int)
+        and stop not in ids[-1:]
+    ):
         ids.append(stop)
     return ids

@@ -24,11 +24,15 @@ def _path(function: str) -> str:
 
 
 register_objective("pairwise", _path("pairwise_loss"), kind="ranking", summary="DPO: best vs last candidate")
-register_objective("contrastive", _path("contrastive_loss"), kind="ranking", summary="InfoNCE: best vs all others")
+register_objective(
+    "contrastive", _path("contrastive_loss"), kind="ranking", summary="InfoNCE: best vs all others"
+)
 register_objective(
     "lambdarank", _path("lambdarank_loss"), kind="ranking", summary="logistic loss over all ordered pairs"
 )
-register_objective("listmle", _path("listmle_loss"), kind="ranking", summary="Plackett-Luce likelihood of the order")
+register_objective(
+    "listmle", _path("listmle_loss"), kind="ranking", summary="Plackett-Luce likelihood of the order"
+)
 register_objective(
     "simpo",
     _path("simpo_loss"),
@@ -38,7 +42,11 @@ register_objective(
 )
 register_objective("ipo", _path("ipo_loss"), kind="baseline", summary="IPO: squared log-ratio margin")
 register_objective(
-    "rft", _path("rft_loss"), kind="control", reference_free=True, summary="control: NLL of the best candidate only"
+    "rft",
+    _path("rft_loss"),
+    kind="control",
+    reference_free=True,
+    summary="control: NLL of the best candidate only",
 )
 
 

@@ -61,7 +61,9 @@ class HFRewardModel(Reranker):
         if batch_size < 1:
             raise RewardError(f"batch_size must be >= 1, got {batch_size}")
         if chat_template not in ("auto", "none"):
-            raise RewardError(f"the reward model's chat_template must be 'auto' or 'none', got {chat_template!r}")
+            raise RewardError(
+                f"the reward model's chat_template must be 'auto' or 'none', got {chat_template!r}"
+            )
         self.model_dir = Path(model_dir)
         self.batch_size = batch_size
         self.max_length = max_length

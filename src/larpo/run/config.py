@@ -44,7 +44,8 @@ class RunConfig:
     reward: str = _f("", "reranker: 'module:function', 'path/file.py:function', or a reward model directory")
     output_dir: str = _f("", "run directory (created; re-running the same command resumes it)")
     chat_template: str = _f(
-        "auto", "prompts as the model sees them: auto (the tokenizer's template, if any), none, or a Jinja file"
+        "auto",
+        "prompts as the model sees them: auto (the tokenizer's template, if any), none, or a Jinja file",
     )
     # the loop
     iterations: int = _f(3, "number of iterations T")
@@ -57,9 +58,7 @@ class RunConfig:
     top_p: float = _f(1.0, "nucleus sampling threshold")
     max_new_tokens: int = _f(64, "longest response sampled, in tokens")
     generation_batch_size: int = _f(64, "prompts per generation call")
-    score_batch_size: int | None = _f(
-        None, "prompts per reranker call (null: generation_batch_size)"
-    )
+    score_batch_size: int | None = _f(None, "prompts per reranker call (null: generation_batch_size)")
     keep_truncated: bool = _f(
         True, "keep samples cut at max_new_tokens (false: drop them before scoring; counted either way)"
     )
@@ -94,7 +93,9 @@ class RunConfig:
     lr_scheduler_type: str = _f("constant", "transformers scheduler name (constant, linear, cosine, ...)")
     warmup_ratio: float = _f(0.0, "fraction of each iteration's steps spent warming up, in [0, 1)")
     max_length: int | None = _f(None, "truncate prompt+response to this many tokens")
-    shared_prefix: bool = _f(True, "encode each prompt once per list, not once per candidate (same log-probs)")
+    shared_prefix: bool = _f(
+        True, "encode each prompt once per list, not once per candidate (same log-probs)"
+    )
     logprob_chunk_size: int = _f(
         0, "LM-head positions scored at a time, recomputed in backward (large vocabularies; 0: all at once)"
     )

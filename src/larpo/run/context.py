@@ -174,10 +174,15 @@ class RunContext:
             dtype = str(resolve_dtype(config.dtype)).removeprefix("torch.")  # as the trainer's
             if is_adapter_dir(path):  # LoRA: sample from the merged export of the same iteration
                 path = str(Path(path).with_name("merged"))
-            return VLLMGenerator(path, dtype=dtype, engine_kwargs=config.vllm_kwargs, chat_template=config.chat_template)
+            return VLLMGenerator(
+                path, dtype=dtype, engine_kwargs=config.vllm_kwargs, chat_template=config.chat_template
+            )
         model, tokenizer = self.policy(path)
         return TransformersGenerator(
-            model, tokenizer, batch_size=config.generation_batch_size, stop_ids=self.chat.stop_token_ids(model)
+            model,
+            tokenizer,
+            batch_size=config.generation_batch_size,
+            stop_ids=self.chat.stop_token_ids(model),
         )
 
     def response_logps(
@@ -310,7 +315,9 @@ def _check_backends(config: RunConfig, processes: int) -> None:
         )
     check_vllm_installed()
     if config.lora and config.lora.merge_export != "every":
-        raise InputError("config: generator 'vllm' loads full model directories; with peft set merge_export: every")
+        raise InputError(
+            "config: generator 'vllm' loads full model directories; with peft set merge_export: every"
+        )
 
 
 def _check_output_dir(run_dir: Path) -> None:

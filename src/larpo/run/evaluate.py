@@ -34,8 +34,9 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
         keep = s >= 0 and config.eval_ranking_prompts > 0
         settings = eval_settings(config, s)
         label = f"iter {s}: evaluating" if s >= 0 else "initial model: evaluating"
-        with ctx.generator(ctx.model_path(s)) as generator, generation_progress(
-            [generator], label, evaluation_batches(settings, len(texts)), ctx.console
+        with (
+            ctx.generator(ctx.model_path(s)) as generator,
+            generation_progress([generator], label, evaluation_batches(settings, len(texts)), ctx.console),
         ):
             result = evaluate_policy(
                 generator, ctx.eval_reranker, texts, settings, keep_samples=keep,

@@ -26,7 +26,9 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     final = ctx.store.path(s)
     parts = final.with_suffix(".parts")
     prompts = ctx.prompts_for(s)
-    mix = split_samples(config.num_candidates, config.temperature_mix or [temperature_for(s, config.temperature)])
+    mix = split_samples(
+        config.num_candidates, config.temperature_mix or [temperature_for(s, config.temperature)]
+    )
     if not (final.exists() and not parts.exists()):
         parts.mkdir(parents=True, exist_ok=True)
         chunks = chunked(prompts, config.generation_batch_size)
@@ -37,7 +39,12 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
                 def sample(index: int) -> None:
                     params = sampling_params(ctx, s, index, mix)
                     records = sample_candidates(
-                        generator, chunks[index], s, params, ids=ctx.records_ids, finished=ctx.records_finished
+                        generator,
+                        chunks[index],
+                        s,
+                        params,
+                        ids=ctx.records_ids,
+                        finished=ctx.records_finished,
                     )
                     write_records_atomic(paths[index], records)
                     fault_point("generate.chunk")
@@ -88,15 +95,24 @@ def sample_candidates(
                 seen.setdefault(response, (group.temperature, sample_ids, flag))
     return [
         CandidateRecord(
-            p.prompt_id, p.text, response, None, iteration, temperature, source="policy",
-            response_ids=sample_ids if ids else None, finished=flag if finished else None,
+            p.prompt_id,
+            p.text,
+            response,
+            None,
+            iteration,
+            temperature,
+            source="policy",
+            response_ids=sample_ids if ids else None,
+            finished=flag if finished else None,
         )  # fmt: skip
         for p, seen in zip(prompts, per_prompt, strict=True)
         for response, (temperature, sample_ids, flag) in seen.items()
     ]
 
 
-def sampling_params(ctx: RunContext, s: int, index: int, mix: list[tuple[float, int]]) -> list[SamplingParams]:
+def sampling_params(
+    ctx: RunContext, s: int, index: int, mix: list[tuple[float, int]]
+) -> list[SamplingParams]:
     """The sampling of chunk ``index`` of iteration ``s``: one entry per (temperature, count) of ``mix``,
     each seeded by the run's seed, the iteration, the chunk and its place in the mix."""
     config = ctx.config
@@ -113,7 +129,12 @@ def sampling_params(ctx: RunContext, s: int, index: int, mix: list[tuple[float, 
 
 
 def sample_prompts_file(
-    model: Path, prompts: Path, params: SamplingParams, *, batch_size: int, dtype: str = "auto",
+    model: Path,
+    prompts: Path,
+    params: SamplingParams,
+    *,
+    batch_size: int,
+    dtype: str = "auto",
     chat_template: str = "auto",
 ) -> tuple[list[Prompt], list[CandidateRecord]]:
     """``larpo generate``: the prompts of the file ``prompts``, rendered under ``chat_template``, and the
@@ -130,6 +151,8 @@ def sample_prompts_file(
     items = rendered(items, chat, f"{prompts}: ")
     check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
                          max_new_tokens=params.max_new_tokens, where=f"{prompts}: ")  # fmt: skip
-    generator = TransformersGenerator(policy, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(policy))
+    generator = TransformersGenerator(
+        policy, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(policy)
+    )
     templated = chat.template is not None
     return items, sample_candidates(generator, items, 0, [params], ids=templated, finished=templated)

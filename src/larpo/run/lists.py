@@ -66,10 +66,14 @@ def cached_reference_logps(
     ]
 
 
-def fresh_reference_logps(ctx: RunContext, lists: list[CandidateList], reference_path: str) -> list[CandidateList]:
+def fresh_reference_logps(
+    ctx: RunContext, lists: list[CandidateList], reference_path: str
+) -> list[CandidateList]:
     """Reference = previous iteration's policy: computed for every list candidate."""
     model, tokenizer = ctx.policy(reference_path)
-    values = iter(_logps(ctx, model, tokenizer, [c for x in lists for c in _candidates(x)], "reference log-probs"))
+    values = iter(
+        _logps(ctx, model, tokenizer, [c for x in lists for c in _candidates(x)], "reference log-probs")
+    )
     return [dataclasses.replace(x, reference_logps=[next(values) for _ in x.responses]) for x in lists]
 
 

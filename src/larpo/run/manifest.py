@@ -17,7 +17,15 @@ from larpo.io import atomic_write_json
 
 # Settings that may change between invocations of the same run without changing its results so far.
 RESUMABLE_CHANGES = frozenset(
-    {"iterations", "output_dir", "vllm_kwargs", "shared_prefix", "logprob_chunk_size", "report_to", "run_name"}
+    {
+        "iterations",
+        "output_dir",
+        "vllm_kwargs",
+        "shared_prefix",
+        "logprob_chunk_size",
+        "report_to",
+        "run_name",
+    }
 )
 ADDED_SETTINGS = {
     "generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True, "logprob_chunk_size": 0,

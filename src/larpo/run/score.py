@@ -82,7 +82,9 @@ def score_records(reranker: Reranker, records: list[CandidateRecord]) -> list[Ca
     return _with_scores(records, [groups], [score_groups(reranker, records, groups)])
 
 
-def _with_scores(records: list[CandidateRecord], chunks: list[list[list[int]]], parts: list) -> list[CandidateRecord]:
+def _with_scores(
+    records: list[CandidateRecord], chunks: list[list[list[int]]], parts: list
+) -> list[CandidateRecord]:
     """``records`` with the scores of each chunk (a list of scores per prompt group, or the part file
     holding it)."""
     scores: list[float | None] = [None] * len(records)

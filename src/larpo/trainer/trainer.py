@@ -70,7 +70,11 @@ class ListwiseTrainer(Trainer):
                 # under the precision training will use, so that the policy starts exactly at the reference
                 with _training_autocast(model, args):
                     train_dataset = add_reference_logps(
-                        model, train_dataset, collator, args.per_device_eval_batch_size, args.shared_prefix,
+                        model,
+                        train_dataset,
+                        collator,
+                        args.per_device_eval_batch_size,
+                        args.shared_prefix,
                         args.logprob_chunk_size,
                     )
 
@@ -100,7 +104,9 @@ class ListwiseTrainer(Trainer):
         if isinstance(examples, datasets.Dataset):
             return examples
         mapping = {key: [example.get(key) for example in examples] for key in examples[0]} if examples else {}
-        return datasets.Dataset(datasets.table.InMemoryTable.from_pydict(mapping), fingerprint=uuid.uuid4().hex)
+        return datasets.Dataset(
+            datasets.table.InMemoryTable.from_pydict(mapping), fingerprint=uuid.uuid4().hex
+        )
 
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs=False, num_items_in_batch=None

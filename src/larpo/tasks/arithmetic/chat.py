@@ -62,7 +62,9 @@ def graded_reward(prompt: str | list[dict[str, Any]], responses: list[str]) -> l
     return [grade(number, target) if (number := final_number(r)) is not None else 0.0 for r in responses]
 
 
-def write_prompt_files(output: Path, sizes: dict[str, int], seed: int, *, kind: str = "add") -> dict[str, Path]:
+def write_prompt_files(
+    output: Path, sizes: dict[str, int], seed: int, *, kind: str = "add"
+) -> dict[str, Path]:
     """``train``/``validation``/``test`` JSONL files of distinct problems (disjoint splits) in chat form."""
     problems = make_problems(sum(sizes[s] for s in _SPLITS), seed, kind=kind)
     output.mkdir(parents=True, exist_ok=True)
@@ -79,7 +81,9 @@ def write_prompt_files(output: Path, sizes: dict[str, int], seed: int, *, kind: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write chat-form arithmetic prompt files (train/validation/test).")
+    parser = argparse.ArgumentParser(
+        description="Write chat-form arithmetic prompt files (train/validation/test)."
+    )
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--kind", default="add", help="add, sub, mul, addsub or mixed")
     parser.add_argument("--train", type=int, default=2000)

@@ -182,7 +182,9 @@ def _supervised_start(
 def _print_sft_record(console: Console, record: arithmetic.SFTRecord, target: float) -> None:
     """One progress line every 100 steps and when the target is reached."""
     if record.step % 100 == 0 or (record.accuracy or 0.0) >= target:
-        console.print(f"  step {record.step:>5}  loss {record.loss:.3f}  validation accuracy {record.accuracy:.1%}")
+        console.print(
+            f"  step {record.step:>5}  loss {record.loss:.3f}  validation accuracy {record.accuracy:.1%}"
+        )
 
 
 def _report(output: Path, settings: DemoSettings) -> dict[str, Any]:

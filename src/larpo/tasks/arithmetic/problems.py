@@ -124,7 +124,9 @@ def flawed_answer(prompt: str) -> str:
         return sign + (digits.lstrip("0") or "0")
     if op == "+":
         width = max(len(left), len(right))
-        columns = [int(a) + int(b) for a, b in zip(left.rjust(width, "0"), right.rjust(width, "0"), strict=True)]
+        columns = [
+            int(a) + int(b) for a, b in zip(left.rjust(width, "0"), right.rjust(width, "0"), strict=True)
+        ]
     else:
         columns = [int(a) * int(right) for a in left]
     return str(columns[0]) + "".join(str(c % 10) for c in columns[1:])

@@ -78,7 +78,9 @@ def sft(
     if targets is not None and len(targets) != len(train_prompts):
         raise InputError(f"{len(train_prompts)} training prompts but {len(targets)} targets")
     targets = targets if targets is not None else [answer(p) for p in train_prompts]
-    examples = [_example(tokenizer, prompt, target) for prompt, target in zip(train_prompts, targets, strict=True)]
+    examples = [
+        _example(tokenizer, prompt, target) for prompt, target in zip(train_prompts, targets, strict=True)
+    ]
     max_new_tokens = answer_budget(eval_prompts) if eval_prompts else 0
     rng = random.Random(seed)
     order: list[int] = []
