@@ -92,18 +92,9 @@ def load_prompts(path: str | Path, tokenizer: Any = None, chat_template: str = A
 
 
 def _load_dataset_folder(path: Path) -> list[dict]:
-    import datasets
+    from larpo.dataset_formats import read_rows  # one reader of JSONL files and datasets folders
 
-    try:
-        dataset = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as error:
-        raise InputError(f"{path}: not a JSONL file or a datasets folder ({error})") from None
-    if isinstance(dataset, datasets.DatasetDict):
-        raise InputError(f"{path}: holds several splits ({', '.join(dataset)}); point to one split's folder")
-    if "prompt" not in dataset.column_names:
-        raise InputError(
-            f"{path}: the dataset has no 'prompt' column (columns: {', '.join(dataset.column_names)})"
-        )
-    if len(dataset) == 0:
-        raise InputError(f"{path}: no records")
-    return list(dataset)
+    rows = read_rows(path)
+    if "prompt" not in rows[0]:
+        raise InputError(f"{path}: the dataset has no 'prompt' column (columns: {', '.join(rows[0])})")
+    return rows
