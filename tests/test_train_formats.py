@@ -116,5 +116,5 @@ def test_message_prompts_need_a_chat_template(monkeypatch, capsys, tiny_dir, tmp
     code, _, err = run_cli(
         monkeypatch, capsys, "train", "--model", tiny_dir, "--data", data, "--output", tmp_path / "o"
     )
-    assert code == 2 and "has no chat template" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "needs a chat template" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
