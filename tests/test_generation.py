@@ -209,5 +209,5 @@ def test_greedy_with_one_sample_is_valid():
 
 
 def test_empty_prompt_is_an_input_error(random_model):
-    with pytest.raises(InputError, match="prompt 1"):
+    with pytest.raises(InputError, match="prompt 2 "):  # counted from 1
         TransformersGenerator(*random_model).generate(["1=", ""], SamplingParams(num_samples=1))

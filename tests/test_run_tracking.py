@@ -65,7 +65,9 @@ def test_each_iterations_model_card_holds_its_recorded_evaluation(tracked, works
         metadata = read_card_metadata(text)
         assert metadata["library_name"] == "transformers"
         assert metadata["tags"][-1] == "contrastive"
-        assert f"`{workspace / 'model'}`" in text and f"| iterations | {s + 1} of 3 |" in text
+        assert (
+            f"`{workspace / 'model'}`" in text and f"| iterations | {s + 1} of {2 if s < 2 else 3} |" in text
+        )  # as the run stood when s finished
         rows = dict(re.findall(r"^\| ([\w@]+) \| ([^|]+) \|$", text, re.MULTILINE))
         recorded = manifest["completed"][str(s)]["eval"]
         assert f"(after iteration {s})" in text

@@ -76,9 +76,11 @@ def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dic
             pending = [stage for stage in chosen if not ctx.manifest.done(s, stage.name)]
             for stage in pending:
                 run_stage(ctx, s, stage)
-            if ctx.is_main:
-                ctx.write_model_cards(s)  # with the iteration's evaluation, now recorded
-            if pending:  # an iteration finished before this invocation was logged by the one that ran it
+            if (
+                pending
+            ):  # an iteration finished before this invocation was carded and logged by the one that ran it
+                if ctx.is_main:
+                    ctx.write_model_cards(s)  # with the iteration's evaluation, now recorded
                 track(ctx, s)
             ctx.console.print(summary(ctx, s), soft_wrap=True, highlight=False)
     finally:
