@@ -34,3 +34,14 @@ def uninterrupted(workspace, tmp_path_factory):
     result = larpo_run(workspace, run_dir)
     assert result.returncode == 0, result.stderr
     return snapshot(run_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny random model directory with a character tokenizer over digits, operators and space."""
+    from larpo.tiny import char_tokenizer, tiny_llama
+
+    directory = tmp_path_factory.mktemp("tiny")
+    tokenizer = char_tokenizer("0123456789+-*= ", directory)
+    tiny_llama(len(tokenizer), hidden_size=32).save_pretrained(directory)
+    return directory

@@ -13,16 +13,6 @@ from tests.helpers import run_cli
 EXAMPLE_LISTS = "examples/data/arithmetic_lists.jsonl"
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tiny")
-    from larpo.tiny import char_tokenizer, tiny_llama
-
-    tokenizer = char_tokenizer("0123456789+-*= ", directory)
-    tiny_llama(len(tokenizer), hidden_size=32).save_pretrained(directory)
-    return directory
-
-
 def ranking_accuracy(model_dir, reference_dir, path):
     rows = read_ranked_lists(path)
     model, tokenizer = load_policy(model_dir)

@@ -51,16 +51,6 @@ SUMMARY = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from larpo.tiny import char_tokenizer, tiny_llama
-
-    directory = tmp_path_factory.mktemp("tiny")
-    tokenizer = char_tokenizer("0123456789+-*= ", directory)
-    tiny_llama(len(tokenizer), hidden_size=32).save_pretrained(directory)
-    return directory
-
-
 def data_file(tmp_path, name):
     path = tmp_path / f"{name}.jsonl"
     lines = [r.to_json() for r in CANDIDATES] if name == "candidates" else [json.dumps(r) for r in ROWS[name]]
