@@ -10,6 +10,8 @@ Arms, all from the same SFT start per seed:
 - ``rft``: rejection-sampling fine-tuning on the same sampling budget: NLL of the best candidate, with
   the exact-match reward so that only verified-correct answers are imitated (the strongest simple control);
 - ``sft``: continued SFT on the same demonstrations for as many optimizer steps as ``default`` took;
+- ``trl_dpo2``: TRL's DPOTrainer in place of larpo's trainer on the ``dpo2`` lists, reported when
+  ``trl_iterative.py`` has run on the same output folder;
 - ``grpo`` (only with ``--arms grpo``, slow): TRL's GRPOTrainer at the same samples per iteration, its
   learning rate chosen on the validation split (``grpo_arm.py``); its row is the chosen rate's test curve.
 """
@@ -105,6 +107,9 @@ def main() -> None:
                 run_larpo(config, console=console)
             if is_finished(run_dir, settings.iterations):  # else: not run
                 add(results, name, seed, run_dir, settings.iterations)
+        trl_dir = output / "run_trl_dpo2"  # written by trl_iterative.py
+        if is_finished(trl_dir, settings.iterations):
+            add(results, "trl_dpo2", seed, trl_dir, settings.iterations)
         if "sft" in args.arms:
             started = time.perf_counter()
             curve = continued_sft(output, settings, train_steps(output / "run", settings.iterations))
@@ -133,14 +138,17 @@ def main() -> None:
             rows.append({"arm": name, "seed": seed, "curve": curve, "seconds": took})
     lines += [
         "",
-        "| arm | seeds | mean gain | min gain | max gain | worst drop below SFT |",
-        "|---|---|---|---|---|---|",
+        "| arm | seeds | mean gain | min gain | max gain | std | worst drop below SFT | mean seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, per_seed in curves.items():
         gains = [c[-1] - c[0] for c in per_seed]
         drops = [min(c) - c[0] for c in per_seed]
+        spread = statistics.stdev(gains) if len(gains) > 1 else float("nan")
+        seconds = statistics.mean(took for _, _, took in results[name])
         lines.append(
-            f"| {name} | {len(gains)} | {statistics.mean(gains):+.3f} | {min(gains):+.3f} | {max(gains):+.3f} | {min(drops):+.3f} |"
+            f"| {name} | {len(gains)} | {statistics.mean(gains):+.3f} | {min(gains):+.3f} | {max(gains):+.3f} "
+            f"| {spread:.3f} | {min(drops):+.3f} | {seconds:.0f} |"
         )
     mean_rows = [
         {

@@ -34,6 +34,13 @@ from larpo.run.evaluate import eval_settings
 from larpo.tasks.arithmetic.demo import DemoSettings, prepare_start
 from studyutil import accuracy_by_iteration, read_prompts
 
+# The demo's sampling budget and schedule with the graded reward, GRPO's densest signal, kept fixed when the
+# demo's own LarPO settings change so that finished GRPO runs stay resumable.
+GRPO_SETTINGS = DemoSettings(
+    reward="graded", iterations=6, prompts_per_iteration=2000, num_candidates=8, batch_size=16, warmup_ratio=0.1,
+    lr_scheduler_type="constant", temperature=1.0, objective="contrastive", memorization="previous", beta=0.1,
+    nll_weight=0.5, epochs=2.0, eval_samples=16, eval_samples_between=4,
+)  # fmt: skip
 DEFAULT_LRS = [3e-5, 1e-4, 3e-4]  # around larpo's 1e-4; TRL's default 1e-6 is for large models
 QUICK = dict(iterations=2, prompts_per_iteration=32, train_prompts=600, heldout_prompts=100, validation_prompts=100,
              sft_steps=50, eval_samples=4)  # fmt: skip
@@ -122,7 +129,7 @@ def run_arm(
     sweep_seeds: list[int],
     output: Path,
     console: Console,
-    settings: DemoSettings = DemoSettings(),
+    settings: DemoSettings = GRPO_SETTINGS,
 ) -> dict:
     """The sweep, the choice, the chosen runs and their test evaluation; written to ``<output>/grpo.json``.
 
@@ -164,7 +171,7 @@ def main() -> None:
         "--quick", action="store_true", help="smoke run: tiny settings in their own output folder"
     )
     args = parser.parse_args()
-    settings = dataclasses.replace(DemoSettings(), **QUICK) if args.quick else DemoSettings()
+    settings = dataclasses.replace(GRPO_SETTINGS, **QUICK) if args.quick else GRPO_SETTINGS
     output = args.output or Path("runs/grpo_quick" if args.quick else "runs/bench_demo")
     sweep_seeds = args.sweep_seeds or args.seeds[:1]
     result = run_arm(args.seeds, args.lrs, sweep_seeds, output, Console(stderr=True), settings)
