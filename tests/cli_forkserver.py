@@ -27,8 +27,7 @@ import traceback
 
 
 def _preload() -> None:
-    import typer  # noqa: F401
-
+    import larpo.cli_parser  # noqa: F401
     import larpo.evaluation.held_out  # noqa: F401
     import larpo.evaluation.report  # noqa: F401
     import larpo.model_io  # noqa: F401

@@ -142,7 +142,7 @@ def test_demo_rejects_bad_choices_before_writing(monkeypatch, capsys, tmp_path, 
     ("args", "code", "expected"),
     [
         (["--version"], 0, "larpo 0.1.0"),
-        (["--help"], 0, "Usage: larpo"),
+        (["--help"], 0, "usage: larpo"),
         (["objectives"], 0, "lambdarank"),
         (
             ["run", "--set", "lerning_rate=1e-6"],
@@ -167,7 +167,7 @@ def test_answers_that_need_no_model_never_import_torch(args, code, expected):
     import sys
 
     script = ("import sys\nfrom larpo.cli import main\nsys.argv = ['larpo', *sys.argv[1:]]\ntry:\n    main()\n"
-              "finally:\n    print('heavy:', sorted(m for m in ('torch', 'transformers') if m in sys.modules), "
+              "finally:\n    print('heavy:', sorted(m for m in ('torch', 'transformers', 'rich') if m in sys.modules), "
               "file=sys.stderr)\n")  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120

@@ -7,8 +7,15 @@ on the implicit reward ``beta * log(pi / pi_ref)`` over candidate lists it sampl
 second; torch and transformers are imported by the modules that handle models.
 """
 
-from larpo.losses import OBJECTIVES, get_objective, register_objective
-
 __version__ = "0.1.0"
 
 __all__ = ["OBJECTIVES", "__version__", "get_objective", "register_objective"]
+
+
+def __getattr__(name: str) -> object:
+    """The objective registry's names, imported on first use (``larpo --version`` needs none of it)."""
+    if name in ("OBJECTIVES", "get_objective", "register_objective"):
+        from larpo import losses
+
+        return getattr(losses, name)
+    raise AttributeError(f"module 'larpo' has no attribute {name!r}")

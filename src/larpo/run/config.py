@@ -9,21 +9,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from larpo.adapters import LoraSettings, parse_lora
-from larpo.candidates import ListSettings
-from larpo.chat import check_template_setting
 from larpo.checks import check_choice, check_field_types, check_known_keys, read_yaml_mapping
 from larpo.errors import InputError
 from larpo.losses import OBJECTIVES, check_options
-from larpo.seeding import hash_seed
-from larpo.tracking import normalize_report_to
+
+if TYPE_CHECKING:
+    from larpo.adapters import LoraSettings
+    from larpo.candidates import ListSettings
 
 # Nothing here imports torch or transformers at module level: the CLI validates a config in a fraction
 # of a second, before any model is loaded (the trainer arguments are imported where they are needed).
+# The modules that check a section of the config (LoRA, lists, chat template, trackers) are imported by
+# the methods that use them, so that a mistyped key is reported before they load (`larpo run` answers
+# in under 10x the start of a bare Python: benchmarks/bench_cli_startup.py).
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
@@ -132,6 +134,10 @@ class RunConfig:
     run_name: str | None = _f(None, "the run's name in the trackers (null: the tracker's default)")
 
     def __post_init__(self) -> None:
+        from larpo.adapters import parse_lora
+        from larpo.chat import check_template_setting
+        from larpo.tracking import normalize_report_to
+
         check_field_types(self, where="config: ")
         for name in ("model", "prompts", "reward", "output_dir"):
             if not getattr(self, name):
@@ -203,6 +209,8 @@ class RunConfig:
     @property
     def lora(self) -> LoraSettings | None:
         """The parsed ``peft`` section (None: full fine-tuning)."""
+        from larpo.adapters import parse_lora
+
         return parse_lora(self.peft)
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +223,8 @@ class RunConfig:
 
     def list_settings(self) -> ListSettings:
         """How iteration lists are built (memorization, dedup, selection, negatives)."""
+        from larpo.candidates import ListSettings
+
         return ListSettings(
             memorization=self.memorization,
             dedup=self.dedup,
@@ -229,6 +239,7 @@ class RunConfig:
         """The ``transformers.TrainingArguments`` settings (and ``max_length``) of iteration ``iteration``'s
         train stage, shared by every trainer a run can use (larpo's, or one a benchmark swaps in)."""
         from larpo.model_io import resolve_dtype  # imports torch
+        from larpo.seeding import hash_seed
 
         low_precision = str(resolve_dtype(self.dtype)).removeprefix("torch.")
         return {
