@@ -1,6 +1,6 @@
 """Trainer micro-benchmark: ListwiseTrainer steps on a Llama-style model, tokens/s and peak memory.
 
-Run: python benchmarks/bench_trainer_step.py [--device cuda --dtype bfloat16] [--sizes 2 8 16] [--no-shared-prefix] [--logprob-chunk 4096]
+Run: python benchmarks/bench_trainer_step.py [--device cuda --dtype bfloat16] [--sizes 2 8 16] [--no-shared-prefix] [--logprob-chunk 4096] [--auto]
 Prints one markdown row per list size m: optimizer steps/s, real (non-pad) training tokens/s, and peak
 memory (CUDA: torch.cuda.max_memory_allocated; CPU: the process's max RSS). Used by
 scripts/gpu_check.sh; the model is random (no download), with fixed-length responses so padding is zero.
@@ -73,8 +73,8 @@ def measure(args: argparse.Namespace, m: int) -> dict[str, float]:
         per_device_eval_batch_size=args.batch,  # the (untimed) reference pass
         max_steps=steps,
         precompute_reference_logps=True,
-        shared_prefix=not args.no_shared_prefix,
-        logprob_chunk_size=args.logprob_chunk,
+        shared_prefix="auto" if args.auto else not args.no_shared_prefix,
+        logprob_chunk_size="auto" if args.auto else args.logprob_chunk,
         bf16=args.dtype == "bfloat16",
         use_cpu=args.device == "cpu",
         logging_strategy="no",
@@ -105,7 +105,8 @@ def measure(args: argparse.Namespace, m: int) -> dict[str, float]:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"m": m, "step_s": seconds, "tokens_per_s": tokens / seconds, "peak_mib": peak}
+    return {"m": m, "step_s": seconds, "tokens_per_s": tokens / seconds, "peak_mib": peak,
+            "settings": trainer.logprob_settings.describe()}  # fmt: skip
 
 
 def main() -> None:
@@ -134,19 +135,29 @@ def main() -> None:
         default=0,
         help="logprob_chunk_size (0: the LM head on all positions at once)",
     )
+    parser.add_argument(
+        "--auto",
+        action="store_true",
+        help="shared_prefix and logprob_chunk_size at their defaults (auto), instead of the two flags above",
+    )
     args = parser.parse_args()
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
+    settings = (
+        "log-prob settings auto"
+        if args.auto
+        else f"shared_prefix {not args.no_shared_prefix}, logprob_chunk_size {args.logprob_chunk}"
+    )
     print(f"device {name}, dtype {args.dtype}, objective {args.objective}, hidden {args.hidden}, "
           f"layers {args.layers}, vocab {args.vocab}, batch {args.batch} lists, prompt {args.prompt_len} + response "
-          f"{args.response_len} tokens, shared_prefix {not args.no_shared_prefix}, logprob_chunk_size {args.logprob_chunk}, torch {torch.__version__}")  # fmt: skip
-    print("| m | step (s) | tokens/s | cost per token vs first m | peak MiB |")
-    print("|---|---|---|---|---|")
+          f"{args.response_len} tokens, {settings}, torch {torch.__version__}")  # fmt: skip
+    print("| m | step (s) | tokens/s | cost per token vs first m | peak MiB | log-prob settings |")
+    print("|---|---|---|---|---|---|")
     first = None
     for m in args.sizes:
         row = measure(args, m)
         first = first or row["tokens_per_s"]
         print(f"| {m} | {row['step_s']:.4f} | {row['tokens_per_s']:,.0f} | "
-              f"{first / row['tokens_per_s']:.2f} | {row['peak_mib']:,.0f} |", flush=True)  # fmt: skip
+              f"{first / row['tokens_per_s']:.2f} | {row['peak_mib']:,.0f} | {row['settings']} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ repeats, and ratios are taken between the two arms of the same repeat (the machi
 
 On CUDA both trainers keep fp32 weights on the GPU with ``bf16=True`` (accelerate's bf16 autocast, fp32
 master weights and AdamW state); memory is ``torch.cuda.max_memory_allocated()`` during ``train()``.
-larpo runs as ``larpo`` (``shared_prefix=True``, its default: the prompt is encoded once per pair) and, with
-``--larpo-variants shared,plain``, also as ``larpo_plain`` (``shared_prefix=False``: once per candidate,
-as TRL does); each larpo arm is compared with the TRL arm of the same repeat.
+larpo runs as ``larpo`` (``shared_prefix=True``: the prompt is encoded once per pair) and, with
+``--larpo-variants shared,plain,auto``, also as ``larpo_plain`` (``shared_prefix=False``: once per
+candidate, as TRL does) and ``larpo_auto`` (both log-prob settings at their default, ``auto``: what
+larpo.auto_settings picks for the device and pairs); the other arms set ``logprob_chunk_size=0``. Each larpo
+arm is compared with the TRL arm of the same repeat.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 HERE = Path(__file__).resolve().parent
 ARMS = ("larpo", "trl")
 # --larpo-variants: larpo arm of each ListwiseConfig.shared_prefix setting
-LARPO_VARIANTS = {"shared": "larpo", "plain": "larpo_plain"}
-ARM_LABELS = {"larpo": "larpo", "larpo_plain": "larpo, shared_prefix=False", "trl": "TRL DPO"}
+LARPO_VARIANTS = {"shared": "larpo", "plain": "larpo_plain", "auto": "larpo_auto"}
+# (shared_prefix, logprob_chunk_size) of each larpo arm
+ARM_SETTINGS = {"larpo": (True, 0), "larpo_plain": (False, 0), "larpo_auto": ("auto", "auto")}
+ARM_LABELS = {"larpo": "larpo", "larpo_plain": "larpo, shared_prefix=False", "larpo_auto": "larpo, auto",
+              "trl": "TRL DPO"}  # fmt: skip
 BETA = 0.1
 LR = 1e-5
 
@@ -155,17 +160,21 @@ def run_arm(spec: dict) -> dict:
         from larpo.trainer import ListwiseConfig, ListwiseTrainer
 
         examples = [tokenize_list(tokenizer, p, [c, r]) for p, c, r in data]
-        args = ListwiseConfig(objective="pairwise", shared_prefix=spec["arm"] == "larpo", **common)
+        shared, chunk = ARM_SETTINGS[spec["arm"]]
+        args = ListwiseConfig(objective="pairwise", shared_prefix=shared, logprob_chunk_size=chunk, **common)
         # The reference pass runs in the constructor, before accelerate wraps the model: run it under the
         # training autocast, as TRL's precompute does (accelerator.autocast()).
         with autocast():
             trainer = ListwiseTrainer(model, args, examples, processing_class=tokenizer)
         rows = trainer.train_dataset
+        settings = trainer.logprob_settings.describe()  # auto decided
         token_rows = [(e["prompt_ids"], *e["response_ids"]) for e in rows]
         reference = [list(e["reference_logps"]) for e in rows]
     else:
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
+
+        settings = None
 
         dataset = Dataset.from_dict(
             {
@@ -230,6 +239,7 @@ def run_arm(spec: dict) -> dict:
         "rss_before_train": rss_before_train,
         "peak_train": peak.peak,
         "max_rss": max_rss_bytes(),
+        "logprob_settings": settings,
         **gpu,
     }
 
@@ -285,6 +295,7 @@ def summarise(results: list[dict], setting: dict, larpo_arm: str = "larpo") -> d
     }
     if larpo_arm != "larpo":
         summary["larpo_arm"] = larpo_arm
+    summary["larpo_settings"] = by_slot["larpo"][0].get("logprob_settings")
     if "gpu_peak_train" in results[0]:
         summary.update(
             device_name=results[0]["device_name"],
@@ -344,9 +355,10 @@ def gpu_table(summaries: list[dict]) -> list[str]:
     for s in summaries:
         st = s["setting"]
         arm = s.get("larpo_arm", "larpo")
+        settings = s.get("larpo_settings") or f"shared_prefix={arm == 'larpo'}"
         rows.append(
             f"| {st['name']} (V={st['vocab'] + 4 if st['vocab'] else 16}, B={st['batch']} pairs, "
-            f"P={st['prompt']}) | {arm} (shared_prefix={arm == 'larpo'}) | {s['tokens_per_step']} | "
+            f"P={st['prompt']}) | {arm} ({settings}) | {s['tokens_per_step']} | "
             f"{s['tokens_per_s']['larpo']:,.0f} | {s['tokens_per_s']['trl']:,.0f} | "
             f"**{s['ratio_tokens_per_s']:.2f}** | {', '.join(f'{r:.2f}' for r in s['all_ratios_tokens_per_s'])} | "
             f"{1000 * s['step_s']['larpo']:.1f} | {1000 * s['step_s']['trl']:.1f} | "
@@ -459,7 +471,7 @@ def main() -> None:
         "--larpo-variants",
         default=None,
         help="comma-separated larpo arms: shared (shared_prefix=True, arm larpo), plain (shared_prefix=False, "
-        "arm larpo_plain); default shared on cpu, shared,plain on cuda",
+        "arm larpo_plain), auto (the defaults, arm larpo_auto); default shared on cpu, shared,plain on cuda",
     )
     parser.add_argument(
         "--steps", type=int, default=None, help="optimizer steps per run (default: the setting's)"
@@ -570,9 +582,10 @@ def main() -> None:
             + "Reference log-probs are precomputed before `train()` in both arms: TRL under "
             "`accelerator.autocast()`, larpo in `ListwiseTrainer.__init__`, which this benchmark runs under the "
             "same `torch.autocast` (larpo itself runs that pass in the weights' dtype). larpo arms: "
-            "`larpo` = `shared_prefix=True` (larpo's default: each pair's prompt is encoded once and its KV "
+            "`larpo` = `shared_prefix=True` (each pair's prompt is encoded once and its KV "
             "cache reused for both candidates; TRL has no such path), `larpo_plain` = `shared_prefix=False` "
-            "(prompt encoded once per candidate, as TRL does). TRL scores only completion positions through "
+            "(prompt encoded once per candidate, as TRL does), `larpo_auto` = the defaults (`auto`; the "
+            "settings column names what they resolved to). TRL scores only completion positions through "
             "its fused, chunked Triton LM head; larpo materialises the response positions' logits.",
             "",
             "Step time is synchronised (`torch.cuda.synchronize()` at the end of every step). Peak GPU is "

@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
 # GPU benchmark on one H100/H200 (bf16 autocast, fp32 weights): larpo vs TRL DPOTrainer on identical pairs,
-# larpo's trainer step against list size m and response length R, and the shared-prefix speed-up.
+# larpo's trainer step against list size m and response length R, and the shared-prefix speed-up; larpo's
+# defaults (shared_prefix and logprob_chunk_size: auto) run as their own arm and grid.
 # Usage: OUT=dir scripts/gpu_bench.sh   (default OUT: runs/gpu_bench). Missing trl/datasets (and their
 # dill/multiprocess/pyarrow) are installed from the wheels in ./.whl (carry .whl to the GPU machine).
 #
-# Every step runs under `timeout`, capped by a budget of BUDGET_S (default 380 s) counted from the start of
-# this script, so the whole script ends within ~6 min; a step that would start with < 15 s left is skipped.
+# Every step runs under `timeout`, capped by a budget of BUDGET_S (default 420 s) counted from the start of
+# this script, so the whole script ends within ~7 min; a step that would start with < 15 s left is skipped.
 # Steps run most important first. Estimated wall time on an H200 (model: Llama hidden 1024 x 8 layers,
 # vocab 32000, prompt 128; each process ~8-10 s of imports and CUDA start-up, ~3-5 s per list size for
 # model init, reference pass and 8 steps; the doc's R=256 step times: m=2 0.04 s, m=8 0.12 s, m=16 0.22 s):
 #   pip (only when trl/datasets are missing)                           ~10-20 s
-#   1. larpo (shared_prefix on/off) vs TRL, B=8 pairs, R=256, 10 steps  ~110-160 s (3 arms x up to 3
+#   1. larpo (auto, shared_prefix on/off) vs TRL, B=8 pairs, R=256     ~150-170 s (4 arms x up to 3
 #      repeats, one process each; stops starting repeats after ~150 s; Triton compiles TRL's kernel once)
 #   2. trainer step, R=256, m = 2 4 8 16, batch 8                       ~30 s
+#   2a. the same with the defaults (auto)                               ~30 s
 #   2b. the same with logprob_chunk_size 4096, m = 2 8 16               ~25 s
 #   3. the same with --no-shared-prefix, m = 2 8                        ~20 s
 #   4. trainer step, R=64, m = 2 4 8 16, batch 8                        ~25 s
 #   5. trainer step, R=1024, m = 2 4 8, batch 2 (peak < ~30 GiB)        ~25 s
-#   total                                                               ~4-5 min (cap BUDGET_S + pip)
+#   total                                                               ~5-6 min (cap BUDGET_S + pip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-runs/gpu_bench}"
 mkdir -p "$out"
 start=$(date +%s)
-budget="${BUDGET_S:-380}"
+budget="${BUDGET_S:-420}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -73,11 +75,13 @@ step() {
 grid=(python3 benchmarks/bench_trainer_step.py --device cuda --dtype bfloat16 --objective contrastive
       --hidden 1024 --layers 8 --vocab 32000 --prompt-len 128 --steps 6 --warmup 2)
 
-step "1. larpo (shared/plain) vs TRL DPOTrainer, bf16, B=8 pairs, P=128, R=256" 210 trl_cost_gpu.log \
+step "1. larpo (auto/shared/plain) vs TRL DPOTrainer, bf16, B=8 pairs, P=128, R=256" 210 trl_cost_gpu.log \
     python3 benchmarks/bench_trl_cost.py --device cuda --dtype bfloat16 --settings gpu \
-    --larpo-variants shared,plain --repeats 3 --max-seconds 150 --output "$out/trl_cost_gpu.md"
+    --larpo-variants auto,shared,plain --repeats 3 --max-seconds 150 --output "$out/trl_cost_gpu.md"
 step "2. trainer step R=256, batch 8, m = 2 4 8 16" 75 trainer_step_r256.log \
     "${grid[@]}" --response-len 256 --batch 8 --sizes 2 4 8 16
+step "2a. trainer step R=256, batch 8, m = 2 4 8 16, defaults (auto)" 75 trainer_step_r256_auto.log \
+    "${grid[@]}" --response-len 256 --batch 8 --sizes 2 4 8 16 --auto
 step "2b. trainer step R=256, batch 8, m = 2 8 16, logprob_chunk_size 4096" 60 trainer_step_r256_chunk.log \
     "${grid[@]}" --response-len 256 --batch 8 --sizes 2 8 16 --logprob-chunk 4096
 step "3. trainer step R=256, batch 8, m = 2 8, shared_prefix=False" 45 trainer_step_r256_plain.log \

@@ -50,6 +50,7 @@ def test_train_saves_a_model_that_ranks_the_lists_better(monkeypatch, capsys, ti
     )
     assert code == 0
     assert "trained on 64 lists with lambdarank" in stdout
+    assert "(shared_prefix true, logprob_chunk_size 0)" in stdout  # auto, decided for a CPU and these lists
     log = json.loads((out / "train_log.json").read_text())
     assert log[-1]["step"] == 24  # 64 lists / 8 per step * 3 epochs
     assert ranking_accuracy(out, tiny_dir, EXAMPLE_LISTS) > 0.65  # an untrained policy is near 0.5

@@ -27,6 +27,8 @@ def test_two_iterations_with_each_objective(workspace, tmp_path, objective):
         assert len(lists) == stages["lists"]["lists_built"] > 0
         assert stages["train"]["steps"] == -(-len(lists) // 4)
         assert math.isfinite(stages["train"]["loss"])
+        # the auto log-prob settings as decided on a CPU with a tiny vocabulary
+        assert (stages["train"]["shared_prefix"], stages["train"]["logprob_chunk_size"]) == (True, 0)
         for item in lists:
             assert item["iterations"] == [s] * len(item["responses"])  # memorization "current"
             assert item["scores"] == sorted(item["scores"], reverse=True)

@@ -7,6 +7,7 @@ import pytest
 from larpo.candidates import ListSettings
 from larpo.errors import InputError
 from larpo.run.config import load_run_config
+from larpo.run.manifest import Manifest
 
 REQUIRED = ["model=m", "prompts=p.jsonl", "reward=r.py:f", "output_dir=out"]
 
@@ -67,3 +68,41 @@ def test_listwise_config_maps_the_objective_settings(tmp_path: Path):
     )
     assert (args.nll_weight, args.shared_prefix, args.logprob_chunk_size) == (0.2, False, 8)
     assert args.disable_tqdm and args.logging_steps == 1 and args.save_strategy == "no"
+
+
+def test_log_prob_settings_default_to_auto_and_keep_explicit_values(tmp_path: Path):
+    assert (config().shared_prefix, config().logprob_chunk_size) == ("auto", "auto")
+    args = config().listwise_config(0, str(tmp_path), disable_tqdm=True)
+    assert (args.shared_prefix, args.logprob_chunk_size) == ("auto", "auto")
+    explicit = config("shared_prefix=true", "logprob_chunk_size=0")
+    assert (explicit.shared_prefix, explicit.logprob_chunk_size) == (True, 0)
+
+
+@pytest.mark.parametrize(
+    "old_settings",
+    [
+        {"shared_prefix": True, "logprob_chunk_size": 0},  # the defaults before auto
+        {"shared_prefix": False, "logprob_chunk_size": 4096},
+        {},  # a run from before the settings existed
+    ],
+)
+def test_a_run_started_before_auto_resumes_under_it(tmp_path: Path, old_settings):
+    """The manifest of a run written with explicit log-prob settings (or none) resumes with the new
+    defaults, and records the config it resumes with; another setting still refuses to resume."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    stored = {k: v for k, v in config().to_dict().items() if k not in ("shared_prefix", "logprob_chunk_size")}
+    stored.update(old_settings)
+    completed = {"0": {"generate": {"candidates": 8}}}
+    Manifest(
+        run_dir / "manifest.json", {"larpo_version": "0", "config": stored, "completed": completed}
+    ).save()
+
+    resumed = Manifest.open(run_dir, config().to_dict(), "1")
+    assert resumed.done(0, "generate") and not resumed.done(0, "score")
+    assert (resumed.data["config"]["shared_prefix"], resumed.data["config"]["logprob_chunk_size"]) == (
+        "auto",
+        "auto",
+    )
+    with pytest.raises(InputError, match=r"started with other settings \(beta\)"):
+        Manifest.open(run_dir, config("beta=0.5").to_dict(), "1")

@@ -122,7 +122,9 @@ def test_reference_required_when_precompute_is_off(tmp_path):
         ({"objective": "listmle", "objective_options": {"lambda_weights": True}}, "does not take option"),
         ({"beta": 0.0}, "beta must be positive"),
         ({"objective_options": {"nll_weight": 1.0}}, "nll_weight as its own field"),
-        ({"logprob_chunk_size": -1}, "logprob_chunk_size must be >= 0, got -1"),
+        ({"logprob_chunk_size": -1}, "'logprob_chunk_size' must be auto or an integer >= 0, got -1"),
+        ({"logprob_chunk_size": "some"}, "'logprob_chunk_size' must be auto or an integer >= 0, got 'some'"),
+        ({"shared_prefix": "maybe"}, "'shared_prefix' must be true, false or auto, got 'maybe'"),
     ],
 )
 def test_config_rejects_bad_settings(tmp_path, overrides, message):

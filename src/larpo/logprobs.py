@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from larpo.auto_settings import choose_chunk_size, model_bytes
 from larpo.errors import InputError
 
 
@@ -101,11 +102,41 @@ def _check_logits_are_head_of_hidden(head: nn.Module, last_hidden: Tensor, last_
     """Chunked scoring applies ``head`` to the final hidden state itself; refuse models whose logits are
     more than that (soft-capped or scaled logits, e.g. Gemma 2, Cohere, Granite): an InputError, which
     ``larpo run`` reports as one line with exit code 2 (the run resumes with ``logprob_chunk_size: 0``)."""
-    if not torch.allclose(head(last_hidden).float(), last_logits.float(), rtol=1e-5, atol=1e-5):
+    if not _logits_are_head_of_hidden(head, last_hidden, last_logits):
         raise InputError(
             "logprob_chunk_size needs logits = lm_head(last hidden state), and this model transforms them "
             "further (e.g. soft-capping or scaling); set logprob_chunk_size to 0"
         )
+
+
+def _logits_are_head_of_hidden(head: nn.Module, last_hidden: Tensor, last_logits: Tensor) -> bool:
+    return torch.allclose(head(last_hidden).float(), last_logits.float(), rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def chunking_applies(model: nn.Module) -> bool:
+    """Whether ``logprob_chunk_size`` > 0 scores ``model`` by chunks: it takes ``logits_to_keep`` and its
+    logits are its LM head applied to the final hidden state (checked on 8 tokens in eval mode)."""
+    head = _unwrap(model).get_output_embeddings()
+    if head is None or not _takes_logits_to_keep(model):
+        return False
+    was_training = model.training
+    tokens = torch.arange(min(8, head.weight.shape[0]), device=head.weight.device).unsqueeze(0)  # (1, 8)
+    model.eval()  # no dropout: it would draw from the random generator
+    out = model(input_ids=tokens, use_cache=False, logits_to_keep=1, output_hidden_states=True)
+    model.train(was_training)
+    return _logits_are_head_of_hidden(head, out.hidden_states[-1][:, -1:], out.logits)
+
+
+def auto_chunk_size(model: nn.Module, positions: int, training: bool) -> int:
+    """``logprob_chunk_size: auto`` for batches of ``positions`` LM-head positions
+    (:func:`larpo.auto_settings.choose_chunk_size`; ``training``: the model's gradients and optimizer
+    moments count in its memory), 0 where chunking does not apply to ``model``."""
+    head = _unwrap(model).get_output_embeddings()
+    if head is None:
+        return 0
+    chunk = choose_chunk_size(positions, head.weight.shape[0], model_bytes(model, training))
+    return chunk if chunk and chunking_applies(model) else 0
 
 
 def _first_scored_position(model: nn.Module, scored: Tensor) -> int:

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from larpo.auto_settings import AUTO
 from larpo.data import ListCollator, tokenize_list
-from larpo.logprobs import list_logps
+from larpo.logprobs import auto_chunk_size, list_logps
 
 
 @torch.no_grad()
@@ -20,7 +21,7 @@ def response_logps(
     *,
     batch_size: int = 256,
     max_length: int | None = None,
-    chunk_size: int = 0,
+    chunk_size: int | str = "auto",
     response_ids: Sequence[Sequence[int] | None] | None = None,
     finished: Sequence[bool | None] | None = None,
     end_token_id: int | None = None,
@@ -33,7 +34,8 @@ def response_logps(
 
     Consecutive pairs with the same prompt form one list, so the prompt is encoded once for all of them
     (:func:`larpo.logprobs.shared_prefix_logps`); a batch holds about ``batch_size`` responses.
-    ``chunk_size`` > 0 runs the LM head on that many positions at a time (large vocabularies).
+    ``chunk_size`` > 0 runs the LM head on that many positions at a time (large vocabularies); ``auto``
+    decides it per batch from its LM-head positions (:func:`larpo.logprobs.auto_chunk_size`).
     ``on_progress(n)`` is called after each batch with the number of responses it held.
     """
     was_training = model.training
@@ -49,13 +51,22 @@ def response_logps(
     items = [(p, r, ids, done) for (p, r), ids, done in zip(pairs, *tokens.values(), strict=True)]
     for examples in _batches(tokenizer, items, batch_size, end_token_id):
         batch = {k: v.to(device) for k, v in collator(examples).items()}
-        logps, _ = list_logps(model, batch, shared_prefix=True, chunk_size=chunk_size)  # (B, m)
+        chunk = _batch_chunk_size(model, batch) if chunk_size == AUTO else chunk_size
+        logps, _ = list_logps(model, batch, shared_prefix=True, chunk_size=chunk)  # (B, m)
         values = logps[batch["list_mask"]].tolist()
         out.extend(values)
         if on_progress is not None:
             on_progress(len(values))
     model.train(was_training)
     return out
+
+
+def _batch_chunk_size(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> int:
+    """``logprob_chunk_size: auto`` of one batch: its sequences times its longest response, in
+    LM-head positions."""
+    response_mask = batch["response_mask"]  # (N, T)
+    positions = response_mask.shape[0] * int(response_mask.sum(dim=1).max())
+    return auto_chunk_size(model, positions, training=False)
 
 
 def _batches(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from larpo.auto_settings import chunk_size_setting, shared_prefix_setting
 from larpo.checks import check_choice, check_field_types, check_known_keys, read_yaml_mapping
 from larpo.errors import InputError
 from larpo.losses import OBJECTIVES, check_options
@@ -95,11 +96,15 @@ class RunConfig:
     lr_scheduler_type: str = _f("constant", "transformers scheduler name (constant, linear, cosine, ...)")
     warmup_ratio: float = _f(0.0, "fraction of each iteration's steps spent warming up, in [0, 1)")
     max_length: int | None = _f(None, "truncate prompt+response to this many tokens")
-    shared_prefix: bool = _f(
-        True, "encode each prompt once per list, not once per candidate (same log-probs)"
+    shared_prefix: bool | str = _f(
+        "auto",
+        "encode each prompt once per list, not once per candidate (same log-probs): true, false, or auto "
+        "(on where measured to win: larpo.auto_settings)",
     )
-    logprob_chunk_size: int = _f(
-        0, "LM-head positions scored at a time, recomputed in backward (large vocabularies; 0: all at once)"
+    logprob_chunk_size: int | str = _f(
+        "auto",
+        "LM-head positions scored at a time, recomputed in backward (0: all at once; auto: chunks where "
+        "the logits would be a large share of memory)",
     )
     dtype: str = _f("auto", "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
     mixed_precision: bool = _f(
@@ -150,8 +155,11 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"config: '{name}' must be at least 1, got {value}")
-        if self.logprob_chunk_size < 0:
-            raise InputError(f"config: 'logprob_chunk_size' must be >= 0, got {self.logprob_chunk_size}")
+        try:
+            self.shared_prefix = shared_prefix_setting(self.shared_prefix)
+            self.logprob_chunk_size = chunk_size_setting(self.logprob_chunk_size)
+        except InputError as error:
+            raise InputError(f"config: {error}") from None
         temperatures = self.temperature if isinstance(self.temperature, list) else [self.temperature]
         for value in temperatures + (self.temperature_mix or []):
             if value < 0:

@@ -15,7 +15,9 @@ from typing import Any
 from larpo.errors import InputError
 from larpo.io import atomic_write_json
 
-# Settings that may change between invocations of the same run without changing its results so far.
+# Settings that may change between invocations of the same run without changing its results so far
+# (the log-prob settings change speed and memory; a run started with their old defaults, true and 0,
+# resumes under the new ones, auto).
 RESUMABLE_CHANGES = frozenset(
     {
         "iterations",

@@ -80,6 +80,9 @@ def train_on_lists(ctx: RunContext, s: int, model, tokenizer, lists: list[dict[s
         "ranking_accuracy": sum(h["ranking_accuracy"] for h in steps) / len(steps),
         "margin": sum(h["margin"] for h in steps) / len(steps),
         "final_loss": steps[-1]["loss"],
+        # the log-prob settings used (``auto`` decided for this device and these lists)
+        "shared_prefix": trainer.logprob_settings.shared_prefix,
+        "logprob_chunk_size": trainer.logprob_settings.chunk_size,
     }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from larpo.auto_settings import chunk_size_setting, shared_prefix_setting
 from larpo.losses import check_options, get_objective
 
 
@@ -43,18 +44,23 @@ class ListwiseConfig(TrainingArguments):
     max_length: int | None = field(
         default=None, metadata={"help": "truncate prompt+response to this many tokens (responses are cut)"}
     )
-    shared_prefix: bool = field(
-        default=True,
+    # typed str for HfArgumentParser, which would parse a bool or int field's "auto" as an error; the
+    # values are normalised in __post_init__ (True/False/"auto", an int >= 0 or "auto")
+    shared_prefix: str = field(
+        default="auto",
         metadata={
             "help": "encode each list's prompt once and reuse its KV cache for the m candidates (same "
-            "log-probs, less compute); falls back to one pass per candidate where the model cannot"
+            "log-probs, less compute; falls back to one pass per candidate where the model cannot): "
+            "true, false, or auto (decided per device, list size and prompt/response lengths from the "
+            "measured crossovers of larpo.auto_settings)"
         },
     )
-    logprob_chunk_size: int = field(
-        default=0,
+    logprob_chunk_size: str = field(
+        default="auto",
         metadata={
             "help": "score this many token positions at a time through the LM head and recompute them in "
-            "backward, so the [N, T, V] logits are never held (large vocabularies; 0 = all at once)"
+            "backward, so the [N, T, V] logits are never held (large vocabularies; 0 = all at once; "
+            "auto = chunks only where the logits would be a large share of memory, larpo.auto_settings)"
         },
     )
     precompute_reference_logps: bool = field(
@@ -78,8 +84,8 @@ class ListwiseConfig(TrainingArguments):
             raise ValueError(f"beta must be positive, got {self.beta}")
         if self.nll_weight < 0:
             raise ValueError(f"nll_weight must be >= 0, got {self.nll_weight}")
-        if self.logprob_chunk_size < 0:
-            raise ValueError(f"logprob_chunk_size must be >= 0, got {self.logprob_chunk_size}")
+        self.shared_prefix = shared_prefix_setting(self.shared_prefix)
+        self.logprob_chunk_size = chunk_size_setting(self.logprob_chunk_size)
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {self.max_length}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):

@@ -120,7 +120,8 @@ def train_on_file(
     processes = trainer.accelerator.num_processes
     return (
         f"{data}: {read_stats.summary()}\n"
-        f"trained on {len(examples)} lists with {args.objective} in {processes} process(es); {what} saved to {output}"
+        f"trained on {len(examples)} lists with {args.objective} in {processes} process(es) "
+        f"({trainer.logprob_settings.describe()}); {what} saved to {output}"
     )
 
 

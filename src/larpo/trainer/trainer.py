@@ -8,22 +8,27 @@ objective and logs what the policy does as a ranker.
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections import defaultdict
 from typing import Any
 
 import datasets
 import datasets.table
+import pyarrow.compute as pc
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
 from larpo.adapters import without_adapters
+from larpo.auto_settings import AUTO, LogprobSettings, choose_shared_prefix
 from larpo.data import ListCollator
 from larpo.evaluation.metrics import implicit_rewards, ranking_stats
-from larpo.logprobs import list_logps
+from larpo.logprobs import auto_chunk_size, list_logps
 from larpo.losses import get_objective
 from larpo.trainer.config import ListwiseConfig
+
+logger = logging.getLogger(__name__)
 
 
 class ListwiseTrainer(Trainer):
@@ -38,6 +43,9 @@ class ListwiseTrainer(Trainer):
             (``precompute_reference_logps``), so no second model sits in memory. For a peft model
             that initial model is the base (adapters disabled).
         processing_class: the tokenizer (saved with checkpoints).
+
+    ``logprob_settings`` holds the log-prob settings it uses, ``auto`` ones decided for this model, device
+    and data (:func:`resolve_logprob_settings`).
     """
 
     def __init__(
@@ -57,6 +65,8 @@ class ListwiseTrainer(Trainer):
         if pad_id is None and processing_class is not None:
             pad_id = processing_class.pad_token_id
         collator = data_collator or ListCollator(pad_token_id=pad_id or 0, max_length=args.max_length)
+        self.logprob_settings = resolve_logprob_settings(model, args, train_dataset)
+        logger.info("log-probs: %s", self.logprob_settings.describe())
 
         needs_reference = not self.objective.reference_free or args.logging_strategy != "no"
         has_reference = "reference_logps" in train_dataset.column_names
@@ -74,8 +84,8 @@ class ListwiseTrainer(Trainer):
                         train_dataset,
                         collator,
                         args.per_device_eval_batch_size,
-                        args.shared_prefix,
-                        args.logprob_chunk_size,
+                        self.logprob_settings.shared_prefix,
+                        self.logprob_settings.chunk_size,
                     )
 
         super().__init__(
@@ -112,7 +122,8 @@ class ListwiseTrainer(Trainer):
         self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs=False, num_items_in_batch=None
     ):
         """Loss of one batch of lists: log-probs, then the registered objective."""
-        options = {"shared_prefix": self.args.shared_prefix, "chunk_size": self.args.logprob_chunk_size}
+        settings = self.logprob_settings
+        options = {"shared_prefix": settings.shared_prefix, "chunk_size": settings.chunk_size}
         # the model's forward runs under the accelerator's autocast; a chunked LM head must run under it too
         with self.accelerator.autocast():
             policy, lengths = list_logps(model, inputs, **options)
@@ -149,6 +160,31 @@ class ListwiseTrainer(Trainer):
                 logs[key] = sum(values) / len(values)
             self._stored_metrics.clear()
         super().log(logs, start_time)
+
+
+def resolve_logprob_settings(
+    model: PreTrainedModel, args: ListwiseConfig, dataset: datasets.Dataset
+) -> LogprobSettings:
+    """``args.shared_prefix`` and ``args.logprob_chunk_size``, each ``auto`` decided by
+    :mod:`larpo.auto_settings` for the device training runs on and the lists of ``dataset``: their mean
+    list size and prompt and response lengths; for the LM-head positions of a batch, its lists times the
+    largest list times the longest response (cut to ``max_length``)."""
+    shared, chunk = args.shared_prefix, args.logprob_chunk_size
+    if AUTO not in (shared, chunk) or len(dataset) == 0:
+        return LogprobSettings(shared_prefix=shared is True, chunk_size=0 if chunk == AUTO else chunk)
+    table = dataset.with_format("arrow", columns=["prompt_ids", "response_ids"])[:]
+    list_sizes = pc.list_value_length(table["response_ids"])
+    response_lengths = pc.list_value_length(pc.list_flatten(table["response_ids"]))
+    if shared == AUTO:
+        mean = pc.mean(pc.list_value_length(table["prompt_ids"])).as_py()
+        shared = choose_shared_prefix(
+            args.device.type, pc.mean(list_sizes).as_py(), mean, pc.mean(response_lengths).as_py()
+        )
+    if chunk == AUTO:
+        longest = min(pc.max(response_lengths).as_py(), args.max_length or float("inf"))
+        positions = args.per_device_train_batch_size * pc.max(list_sizes).as_py() * int(longest)
+        chunk = auto_chunk_size(model, positions, training=True)
+    return LogprobSettings(shared_prefix=shared, chunk_size=chunk)
 
 
 def _training_autocast(model: nn.Module, args: ListwiseConfig):
