@@ -24,15 +24,10 @@ from typing import Any
 from rich.console import Console
 
 from larpo.baselines.grpo import run_grpo
-from larpo.evaluation import evaluate_policy
-from larpo.generation import TransformersGenerator
 from larpo.io import atomic_write_json
-from larpo.model_io import load_policy
-from larpo.rewards import load_reranker
 from larpo.run.config import RunConfig
-from larpo.run.evaluate import eval_settings
 from larpo.tasks.arithmetic.demo import DemoSettings, prepare_start
-from studyutil import accuracy_by_iteration, read_prompts
+from studyutil import accuracy_by_iteration, evaluate_on_test
 
 # The demo's sampling budget and schedule with the graded reward, GRPO's densest signal, kept fixed when the
 # demo's own LarPO settings change so that finished GRPO runs stay resumable.
@@ -65,25 +60,6 @@ def run_learning_rate(
     config = grpo_config(settings, output, max_new_tokens, learning_rate)
     run_grpo(config, console)
     return config
-
-
-def evaluate_on_test(config: RunConfig, output: Path) -> list[dict[str, Any]]:
-    """The SFT start's and every iteration's evaluation on the test split, cached in ``<run>/eval_test``."""
-    prompts = read_prompts(output / "heldout_prompts.jsonl")
-    reranker = load_reranker(config.eval_reward or config.reward)
-    results = []
-    for s in range(-1, config.iterations):
-        path = Path(config.output_dir) / "eval_test" / ("initial.json" if s < 0 else f"iter_{s}.json")
-        if not path.exists():
-            model_dir = config.model if s < 0 else Path(config.output_dir) / f"iter_{s}" / "model"
-            model, tokenizer = load_policy(model_dir)
-            generator = TransformersGenerator(
-                model.eval(), tokenizer, batch_size=config.generation_batch_size
-            )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path, evaluate_policy(generator, reranker, prompts, eval_settings(config, s)))
-        results.append(json.loads(path.read_text()))
-    return results
 
 
 def stage_seconds(run_dir: Path, stage: str) -> float:

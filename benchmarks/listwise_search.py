@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ from benchutil import machine_info, write_markdown
 from larpo.run import run as run_larpo
 from larpo.run.config import RunConfig
 from larpo.tasks.arithmetic.demo import REWARDS, DemoSettings, prepare_start
-from studyutil import accuracy_by_iteration, rft_control, run_seconds
+from studyutil import (
+    accuracy_by_iteration,
+    continued_sft,
+    evaluate_on_test,
+    rft_control,
+    run_seconds,
+    train_steps,
+)
 
 EXACT = REWARDS["exact"]
 BASE = DemoSettings(
@@ -39,6 +47,7 @@ BASE = DemoSettings(
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "rft": {"rft": True},
+    "dpo2": {"objective": "pairwise", "num_candidates": 2, "prompts_per_iteration": 8000},
     "exact_nll1": {"reward": EXACT, "nll_weight": 1.0},
     "exact": {"reward": EXACT},
     "exact_nll1_current": {"reward": EXACT, "nll_weight": 1.0, "memorization": "current"},
@@ -55,6 +64,7 @@ DESCRIPTIONS = {
     "lambdarank_ndcg": "LambdaRank with |delta NDCG| weights, graded reward",
     "listmle": "ListMLE, graded reward",
     "rft": "control: NLL of the verified-correct answers (exact reward), no ranking term",
+    "dpo2": "baseline: pairwise (DPO + nll 0.5) on 2 samples per prompt for 4x the prompts",
 }
 
 
@@ -76,15 +86,65 @@ def variant_config(name: str, seed: int, output: Path, max_new_tokens: int) -> R
     )
 
 
-def run_variant(name: str, seed: int, output: Path, console: Console) -> dict[str, Any]:
-    """Run (or resume) one variant for one seed; its validation curve and stage seconds."""
+def run_variant(name: str, seed: int, output: Path, console: Console, test: bool) -> dict[str, Any]:
+    """Run (or resume) one variant for one seed; its validation curve and stage seconds, and with
+    ``test`` its test curve (the demo's evaluation settings, after the run, cached in the run folder)."""
     settings = dataclasses.replace(BASE, seed=seed)
     max_new_tokens = prepare_start(output, settings, console)
     config = variant_config(name, seed, output, max_new_tokens)
     run_larpo(config, console=console)
     run_dir = Path(config.output_dir)
     curve = accuracy_by_iteration(run_dir, config.iterations)
-    return {"variant": name, "seed": seed, "validation_curve": curve, "seconds": run_seconds(run_dir)}
+    row = {"variant": name, "seed": seed, "validation_curve": curve, "seconds": run_seconds(run_dir)}
+    if test:
+        evaluation = settings.run_config(output, max_new_tokens)
+        results = evaluate_on_test(config, output, evaluation)
+        row.update(test_curve=[r["greedy_accuracy"] for r in results], test_final=results[-1])
+    return row
+
+
+def test_rows(rows: list[dict[str, Any]], output: Path, sft_steps_from: str) -> list[dict[str, Any]]:
+    """Per arm and seed: the test curve and seconds; the searched variants, then GRPO (``grpo_arm.py``'s
+    ``grpo.json``, when present) and continued SFT for as many steps as ``sft_steps_from`` took."""
+    arms = [{"arm": r["variant"], "seed": r["seed"], "curve": r["test_curve"], "seconds": r["seconds"]}
+            for r in rows]  # fmt: skip
+    grpo = output / "grpo.json"
+    if grpo.exists():
+        for r in json.loads(grpo.read_text())["chosen"]:
+            seconds = r["train_seconds"] + r["validation_eval_seconds"]
+            arms.append({"arm": "grpo", "seed": r["seed"], "curve": r["test_curve"], "seconds": seconds})
+    for seed in sorted({r["seed"] for r in rows if r["variant"] == sft_steps_from}):
+        folder = output / f"seed{seed}"
+        path = folder / "continued_sft_test.json"
+        if not path.exists():
+            settings = dataclasses.replace(BASE, seed=seed)
+            steps = train_steps(folder / f"search_{sft_steps_from}", settings.iterations)
+            started = time.perf_counter()
+            curve = continued_sft(folder, settings, steps)
+            path.write_text(json.dumps({"curve": curve, "seconds": time.perf_counter() - started}))
+        done = json.loads(path.read_text())
+        arms.append({"arm": "sft", "seed": seed, "curve": done["curve"], "seconds": done["seconds"]})
+    return arms
+
+
+def test_table(arms: list[dict[str, Any]]) -> list[str]:
+    """Markdown: per arm, the test gain of every seed, their mean, min..max and standard deviation."""
+    lines = [
+        "| arm | start (SFT) per seed | final per seed | gain per seed | mean gain | min..max | std | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(a["arm"] for a in arms):
+        runs = sorted((a for a in arms if a["arm"] == name), key=lambda a: a["seed"])
+        gains = [(a["curve"][-1] - a["curve"][0]) * 100 for a in runs]
+        spread = statistics.stdev(gains) if len(gains) > 1 else float("nan")
+        starts = ", ".join(f"{a['curve'][0]:.3f}" for a in runs)
+        finals = ", ".join(f"{a['curve'][-1]:.3f}" for a in runs)
+        lines.append(
+            f"| {name} | {starts} | {finals} | {', '.join(f'{g:+.1f}' for g in gains)} "
+            f"| **{statistics.mean(gains):+.1f}** | {min(gains):+.1f}..{max(gains):+.1f} | {spread:.1f} "
+            f"| {statistics.mean(a['seconds'] for a in runs):.0f} |"
+        )
+    return lines
 
 
 def table(rows: list[dict[str, Any]], iterations: int) -> list[str]:
@@ -113,12 +173,17 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--output", type=Path, default=Path("runs/bench_demo"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="also evaluate every run on the test split and write demo_test.md (after choosing)",
+    )
     args = parser.parse_args()
     console = Console(stderr=True)
     rows = []
     for name in args.variants:
         for seed in args.seeds:
-            rows.append(run_variant(name, seed, args.output / f"seed{seed}", console))
+            rows.append(run_variant(name, seed, args.output / f"seed{seed}", console, args.test))
             console.print(f"{name} seed {seed}: validation {rows[-1]['validation_curve']}")
     lines = [
         "# Listwise configuration search on the validation split",
@@ -130,8 +195,22 @@ def main() -> None:
         "",
         *table(rows, BASE.iterations),
     ]
-    write_markdown(args.docs / "listwise_search.md", lines)
-    (args.docs / "listwise_search.json").write_text(json.dumps(rows, indent=1))
+    name = "listwise_test" if args.test else "listwise_search"
+    if args.test:
+        arms = test_rows(rows, args.output, sft_steps_from=args.variants[0])
+        lines += [
+            "",
+            "## Test split (reported once, after choosing on validation)",
+            "",
+            f"Held-out greedy accuracy on the 1,000 test problems, SFT start and after {BASE.iterations} "
+            "iterations; gains in points; seconds: the run's stages (generation, scoring, lists, training, "
+            "validation evaluation), SFT excluded.",
+            "",
+            *test_table(arms),
+        ]
+        (args.docs / f"{name}_arms.json").write_text(json.dumps(arms, indent=1))
+    write_markdown(args.docs / f"{name}.md", lines)
+    (args.docs / f"{name}.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from larpo.evaluation import evaluate_policy
+from larpo.generation import TransformersGenerator
+from larpo.io import atomic_write_json
+from larpo.model_io import load_policy
+from larpo.rewards import load_reranker
 from larpo.run.config import RunConfig
+from larpo.run.evaluate import eval_settings
 from larpo.tasks import arithmetic
 from larpo.tasks.arithmetic.demo import REWARDS, DemoSettings
 
@@ -74,3 +81,29 @@ def evaluations(run_dir: Path, iterations: int) -> list[dict]:
 def accuracy_by_iteration(run_dir: Path, iterations: int) -> list[float]:
     """Held-out greedy accuracy of the initial model and after every iteration."""
     return [result["greedy_accuracy"] for result in evaluations(run_dir, iterations)]
+
+
+def evaluate_on_test(
+    config: RunConfig, output: Path, evaluation: RunConfig | None = None
+) -> list[dict[str, Any]]:
+    """The SFT start's and every iteration's evaluation of ``config``'s run on the test split
+    (``output/heldout_prompts.jsonl``), cached in ``<run>/eval_test``; with the evaluation settings and reward of
+    ``evaluation`` (its samples per prompt, temperatures, k) when given, else of ``config``."""
+    evaluation = evaluation or config
+    prompts = read_prompts(output / "heldout_prompts.jsonl")
+    reranker = load_reranker(evaluation.eval_reward or evaluation.reward)
+    results = []
+    for s in range(-1, config.iterations):
+        path = Path(config.output_dir) / "eval_test" / ("initial.json" if s < 0 else f"iter_{s}.json")
+        if not path.exists():
+            model_dir = config.model if s < 0 else Path(config.output_dir) / f"iter_{s}" / "model"
+            model, tokenizer = load_policy(model_dir)
+            generator = TransformersGenerator(
+                model.eval(), tokenizer, batch_size=config.generation_batch_size
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(
+                path, evaluate_policy(generator, reranker, prompts, eval_settings(evaluation, s))
+            )
+        results.append(json.loads(path.read_text()))
+    return results
