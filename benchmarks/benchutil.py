@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -60,6 +61,21 @@ def machine_info(threads: int) -> str:
         f"{model}, {os.cpu_count()} cores (shared with other jobs), {threads} torch thread per process, "
         f"Python {platform.python_version()}; {versions}"
     )
+
+
+def load_average() -> str:
+    """``uptime``'s line: how busy the (possibly shared) machine is."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def run_header(threads: int) -> dict[str, str]:
+    """What a benchmark prints first: its command line, the UTC date, the machine and its load."""
+    return {
+        "command": "python " + " ".join(sys.argv),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(threads),
+        "load": load_average(),
+    }
 
 
 def _installed(name: str) -> bool:

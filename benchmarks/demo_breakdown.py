@@ -1,8 +1,10 @@
-"""Where the demo's gain comes from: held-out greedy accuracy per operator, on problems that need a carry
-(or borrow) and on problems that do not, for the SFT start and each finished arm's final model.
+"""Where the demo's gain comes from: greedy accuracy per operator, on problems that need a carry (or
+borrow) and on problems that do not, for the SFT start and each finished arm's final model.
 
-Run: python benchmarks/demo_breakdown.py runs/bench_demo/seed0 [--iteration N] [--arms default dpo2 rft]
-(after benchmarks/demo_seeds.py). Prints a markdown table.
+Run: python benchmarks/demo_breakdown.py runs/bench_demo/seed0 [--iteration N] [--arms default rft ...]
+[--split validation|heldout] (after benchmarks/listwise_search.py; an arm is its ``search_<arm>`` run
+folder). Prints a markdown table. The default split is the validation one, so the diagnosis that guides
+the choice of settings never reads the test problems.
 
 The demonstrations are wrong only on carry/borrow problems (larpo.tasks.arithmetic.flawed_answer), so a
 gain there is the bug being unlearned, and a loss on no-carry problems is collateral damage.
@@ -34,23 +36,25 @@ def groups(prompts: list[str]) -> dict[str, list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("seed_dir", type=Path, help="one seed's directory of benchmarks/demo_seeds.py")
+    parser.add_argument("seed_dir", type=Path, help="one seed's directory of benchmarks/listwise_search.py")
     last = DemoSettings().iterations - 1
     parser.add_argument(
         "--iteration", type=int, default=last, help=f"the arms' iteration to read (default {last})"
     )
     parser.add_argument(
-        "--arms", nargs="+", default=["default", "dpo2", "rft"], help="run folders: default = run, x = run_x"
+        "--arms",
+        nargs="+",
+        default=["default", "exact_nll1_beta0.02", "dpo2", "rft"],
+        help="run folders search_<arm>",
     )
+    parser.add_argument("--split", choices=["validation", "heldout"], default="validation")
     args = parser.parse_args()
-    prompts = [json.loads(line)["prompt"] for line in (args.seed_dir / "heldout_prompts.jsonl").open()]
+    prompts = [json.loads(line)["prompt"] for line in (args.seed_dir / f"{args.split}_prompts.jsonl").open()]
     budget = arithmetic.answer_budget(prompts)
     tokenizer = AutoTokenizer.from_pretrained(args.seed_dir / "sft")
     models = {"SFT start": args.seed_dir / "sft"}
     for arm in args.arms:
-        model = (
-            args.seed_dir / ("run" if arm == "default" else f"run_{arm}") / f"iter_{args.iteration}" / "model"
-        )
+        model = args.seed_dir / f"search_{arm}" / f"iter_{args.iteration}" / "model"
         if model.exists():
             models[arm] = model
     by_group = groups(prompts)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 
 from benchutil import machine_info, write_markdown
@@ -47,13 +48,15 @@ BASE = DemoSettings(
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "rft": {"rft": True},
-    "dpo2": {"objective": "pairwise", "num_candidates": 2, "prompts_per_iteration": 8000},
+    "dpo2": {"dpo2": True},
     "exact_nll1": {"reward": EXACT, "nll_weight": 1.0},
     "exact": {"reward": EXACT},
     "exact_nll1_current": {"reward": EXACT, "nll_weight": 1.0, "memorization": "current"},
     "lambdarank_ndcg": {"objective": "lambdarank", "objective_options": {"lambda_weights": True}},
     "listmle": {"objective": "listmle"},
     "exact_beta0.5": {"reward": EXACT, "beta": 0.5},
+    "exact_nll1_beta1": {"reward": EXACT, "nll_weight": 1.0, "beta": 1.0},
+    "exact_nll1_beta0.02": {"reward": EXACT, "nll_weight": 1.0, "beta": 0.02},
 }
 DESCRIPTIONS = {
     "default": "contrastive, graded reward, current + previous lists, nll 0.5 on the best, beta 0.1",
@@ -61,6 +64,8 @@ DESCRIPTIONS = {
     "exact_nll1": "exact, nll_weight 1.0 (the NLL term is then RFT's loss)",
     "exact_nll1_current": "exact_nll1 on the current iteration's lists only (half the training)",
     "exact_beta0.5": "exact with beta 0.5",
+    "exact_nll1_beta1": "exact_nll1 with beta 1.0 (the ranking term saturates after a smaller log-ratio change)",
+    "exact_nll1_beta0.02": "exact_nll1 with beta 0.02 (a weaker push on the negatives)",
     "lambdarank_ndcg": "LambdaRank with |delta NDCG| weights, graded reward",
     "listmle": "ListMLE, graded reward",
     "rft": "control: NLL of the verified-correct answers (exact reward), no ranking term",
@@ -68,12 +73,19 @@ DESCRIPTIONS = {
 }
 
 
-def variant_config(name: str, seed: int, output: Path, max_new_tokens: int) -> RunConfig:
-    """Variant ``name``'s run config for seed ``seed``: validation evaluation, greedy only."""
-    base = dataclasses.replace(BASE, seed=seed).run_config(output, max_new_tokens)
+def variant_config(
+    name: str, seed: int, output: Path, max_new_tokens: int, settings: DemoSettings = BASE
+) -> RunConfig:
+    """Variant ``name``'s run config for seed ``seed`` (on ``settings``, :data:`BASE` unless a smoke
+    test shrinks it): validation evaluation, greedy only."""
+    base = dataclasses.replace(settings, seed=seed).run_config(output, max_new_tokens)
     overrides = dict(VARIANTS[name])
     if overrides.pop("rft", False):
         base = rft_control(base, output)
+    if overrides.pop("dpo2", False):  # the same samples as 2 per prompt for k/2 times the prompts
+        prompts = settings.prompts_per_iteration * settings.num_candidates // 2
+        overrides.update(objective="pairwise", num_candidates=2,
+                         prompts_per_iteration=min(settings.train_prompts, prompts))  # fmt: skip
     return dataclasses.replace(
         base,
         **overrides,
@@ -115,7 +127,7 @@ def test_rows(rows: list[dict[str, Any]], output: Path, sft_steps_from: str) -> 
             arms.append({"arm": "grpo", "seed": r["seed"], "curve": r["test_curve"], "seconds": seconds})
     for seed in sorted({r["seed"] for r in rows if r["variant"] == sft_steps_from}):
         folder = output / f"seed{seed}"
-        path = folder / "continued_sft_test.json"
+        path = folder / f"continued_sft_{sft_steps_from}.json"
         if not path.exists():
             settings = dataclasses.replace(BASE, seed=seed)
             steps = train_steps(folder / f"search_{sft_steps_from}", settings.iterations)
@@ -189,9 +201,10 @@ def main() -> None:
         "# Listwise configuration search on the validation split",
         "",
         f"Command: `python benchmarks/listwise_search.py --seeds {' '.join(map(str, args.seeds))}`. "
-        f"{machine_info(threads=2)}. Validation greedy accuracy (1,000 problems disjoint from the training and "
+        f"{machine_info(threads=torch.get_num_threads())}. Validation greedy accuracy (1,000 problems disjoint from the training and "
         "test problems), mean over the seeds; every variant draws 16,000 samples per iteration from the same "
-        "SFT start per seed.",
+        "SFT start per seed. Seconds: the run's stages, measured while other jobs shared the machine (compare "
+        "loosely).",
         "",
         *table(rows, BASE.iterations),
     ]
@@ -208,8 +221,9 @@ def main() -> None:
             "",
             *test_table(arms),
         ]
-        (args.docs / f"{name}_arms.json").write_text(json.dumps(arms, indent=1))
     write_markdown(args.docs / f"{name}.md", lines)
+    if args.test:
+        (args.docs / f"{name}_arms.json").write_text(json.dumps(arms, indent=1))
     (args.docs / f"{name}.json").write_text(json.dumps(rows, indent=1))
 
 

@@ -4,8 +4,8 @@ Run: python benchmarks/trl_iterative.py [--seeds 0 1 2] [--output runs/bench_dem
 Writes <docs>/trl_iterative.md, .json and .png. ``--quick`` is a smoke run with tiny settings (its own
 output folder, larpo's dpo2 arm run beside it, the report in <output>/report).
 
-The ``trl_dpo2`` arm is ``demo_seeds.py``'s ``dpo2`` config (pairwise, 2 samples per prompt, k/2 times the
-prompts) run by ``larpo.run.run`` with its ``train`` stage alone replaced: TRL's DPOTrainer on (first, last)
+The ``trl_dpo2`` arm is ``listwise_search.py``'s ``dpo2`` config (pairwise, 2 samples per prompt, k/2 times
+the prompts, evaluated on the validation split; the search's ``--test`` evaluates it on the test split) run by ``larpo.run.run`` with its ``train`` stage alone replaced: TRL's DPOTrainer on (first, last)
 response of each list, loss sigmoid + nll_weight * sft (larpo's RPO term), reference = the SFT start.
 Sampling, scoring, list building, evaluation and resumption are larpo's, so only the trainer differs.
 """
@@ -24,17 +24,16 @@ from rich.console import Console
 from transformers.trainer_callback import PrinterCallback
 
 from benchutil import machine_info, save_figure, write_markdown
-from demo_seeds import arms
 from larpo.data import tokenize_list
 from larpo.run import RunContext, run
 from larpo.run.lists import preference_pairs
 from larpo.run.manifest import ADDED_SETTINGS
 from larpo.run.train import load_trainable, read_lists
-from larpo.tasks import arithmetic
-from larpo.tasks.arithmetic.demo import DemoSettings, prepare_start
+from larpo.tasks.arithmetic.demo import prepare_start
+from listwise_search import BASE, variant_config
 from studyutil import accuracy_by_iteration, is_finished, run_seconds
 
-RUNS = {"trl_dpo2": "run_trl_dpo2", "dpo2": "run_dpo2", "default": "run", "rft": "run_rft"}
+RUNS = {"trl_dpo2": "run_trl_dpo2", "dpo2": "search_dpo2"}  # arm -> run folder in <output>/seed<N>
 QUICK = dict(iterations=2, prompts_per_iteration=100, train_prompts=2000, heldout_prompts=200, sft_steps=100,
              eval_samples=4)  # fmt: skip
 
@@ -133,13 +132,9 @@ def arm_result(run_dir: Path, iterations: int) -> dict[str, Any]:
 def run_seed(seed: int, output: Path, quick: bool, console: Console) -> list[str]:
     """Run (or resume) the TRL arm of one seed (and, with ``quick``, larpo's dpo2); the config keys in
     which it differs from the finished dpo2 run besides output_dir."""
-    settings = dataclasses.replace(DemoSettings(seed=seed), **(QUICK if quick else {}))
-    if not (output / "sft" / "config.json").exists():
-        prepare_start(output, settings, console)
-    train, heldout = arithmetic.train_and_heldout_splits(
-        settings.train_prompts, settings.heldout_prompts, seed
-    )
-    dpo2 = arms(settings, output, arithmetic.answer_budget(train + heldout))["dpo2"]
+    settings = dataclasses.replace(BASE, seed=seed, **(QUICK if quick else {}))
+    max_new_tokens = prepare_start(output, settings, console)
+    dpo2 = variant_config("dpo2", seed, output, max_new_tokens, settings)
     if quick:
         run(dpo2, console=console)
     trl_config = dataclasses.replace(dpo2, output_dir=str(output / RUNS["trl_dpo2"]))
@@ -159,8 +154,9 @@ def report(results: dict, differences: dict, iterations: int, command: str, docs
         f"Command: `{command}`. Machine: {machine_info(torch.get_num_threads())}.",
         "",
         "trl_dpo2 is larpo's dpo2 run (pairwise, 2 samples per prompt) with only its train stage replaced by "
-        "TRL's DPOTrainer (sigmoid + nll_weight * sft, reference = the SFT start, precomputed); default and rft "
-        "are demo_seeds.py's arms. Held-out greedy accuracy (exact match); iteration -1 is the SFT start. "
+        "TRL's DPOTrainer (sigmoid + nll_weight * sft, reference = the SFT start, precomputed). Validation "
+        "greedy accuracy (exact match; the test split is reported by listwise_search.py --test); iteration -1 "
+        "is the SFT start. "
         "Seconds: all stages of the run (SFT excluded) / train stages only, from each run's log.jsonl, measured "
         "when it ran on a shared machine (compare loosely). The one difference in the objective: TRL's sft term "
         "averages the NLL over all chosen tokens of a batch, larpo's per answer and then over the batch.",
@@ -199,7 +195,7 @@ def report(results: dict, differences: dict, iterations: int, command: str, docs
     plot(results, iterations, docs / "trl_iterative.png")
     lines += [
         "",
-        "![mean held-out greedy accuracy per arm; band: min..max over seeds](trl_iterative.png)",
+        "![mean validation greedy accuracy per arm; band: min..max over seeds](trl_iterative.png)",
         "",
     ]
     write_markdown(docs / "trl_iterative.md", lines)
@@ -220,7 +216,7 @@ def plot(results: dict, iterations: int, path: Path) -> None:
         ax.fill_between(xs, [min(c) for c in columns], [max(c) for c in columns], alpha=0.15)
     ax.set_xticks(xs)
     ax.set_xlabel("iteration (-1 = SFT start)")
-    ax.set_ylabel("held-out greedy accuracy")
+    ax.set_ylabel("validation greedy accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
@@ -240,7 +236,7 @@ def main() -> None:
     output = args.output or Path("runs/trl_iter_quick" if args.quick else "runs/bench_demo")
     docs = args.docs or (output / "report" if args.quick else Path("docs/benchmarks"))
     console = Console(stderr=True)
-    iterations = QUICK["iterations"] if args.quick else DemoSettings().iterations
+    iterations = QUICK["iterations"] if args.quick else BASE.iterations
     results: dict[str, list[dict]] = {name: [] for name in RUNS}
     differences = {}
     for seed in args.seeds:

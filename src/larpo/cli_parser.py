@@ -126,7 +126,7 @@ def _demo(sub) -> None:
     demo.option("--objective", help="objective name (see `larpo objectives`; default: contrastive)")
     demo.option("--seed", int, "random seed", default=0)
     demo.option("--iterations", int, "LarPO iterations (default: the demo's)")
-    demo.option("--reward", help="graded (default; orders wrong answers too) or exact (exact match)")
+    demo.option("--reward", help="exact (default; exact match) or graded (orders wrong answers too)")
     demo.option(
         "--error-rate", float, "share of SFT demonstrations with a carry/borrow bug (default 0.6; 0 = clean)"
     )

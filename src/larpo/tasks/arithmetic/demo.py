@@ -35,7 +35,7 @@ class DemoSettings:
 
     seed: int = 0
     objective: str = "contrastive"
-    reward: str = "graded"
+    reward: str = "exact"
     kind: str = arithmetic.DEFAULT_KIND
     train_prompts: int = 12000
     heldout_prompts: int = 1000
@@ -52,8 +52,8 @@ class DemoSettings:
     num_candidates: int = 8
     temperature: float = 1.0
     learning_rate: float = 1e-4
-    beta: float = 0.1
-    nll_weight: float = 0.5
+    beta: float = 0.02
+    nll_weight: float = 1.0
     epochs: float = 2.0
     batch_size: int = 16
     eval_samples: int = 16
