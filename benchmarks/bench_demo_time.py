@@ -51,16 +51,18 @@ def main() -> None:
     parser.add_argument("--baseline", default="eb3586e")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, default=None, help="keep the demos' output folders here")
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {"baseline": [], "current": []}
     with tempfile.TemporaryDirectory() as tmp:
+        outputs = args.keep or Path(tmp)
         baseline = Path(tmp) / "baseline"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline), args.baseline],
                        check=True, capture_output=True)  # fmt: skip
         try:
             for repeat in range(args.repeats):
                 for name, source in (("baseline", baseline), ("current", REPO)):
-                    result = timed_demo(source, Path(tmp) / f"{name}{repeat}", args.seed)
+                    result = timed_demo(source, outputs / f"{name}{repeat}", args.seed)
                     runs[name].append(result)
                     print(f"{name} run {repeat + 1}: {json.dumps(result)}", flush=True)
         finally:

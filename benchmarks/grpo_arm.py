@@ -1,7 +1,7 @@
 """GRPO (TRL's GRPOTrainer) on the demo task: larpo's SFT start, samples per iteration, reward and evaluation.
 
 Run: python benchmarks/grpo_arm.py [--seeds 0 1 2] [--lrs 3e-5 1e-4 3e-4] [--sweep-seeds 0] [--output runs/bench_demo]
-Writes <output>/grpo.json and prints a table. ``--quick``: a smoke run with tiny settings (runs/grpo_quick). ``demo_seeds.py --arms grpo`` runs it as one more arm.
+Writes <output>/grpo.json and prints a table. ``--quick``: a smoke run with tiny settings (runs/grpo_quick). ``listwise_search.py --test`` reports it beside the other arms.
 
 Per seed, from the demo's SFT start ``<output>/seed<N>/sft`` (made when missing), each learning rate is a
 :func:`larpo.baselines.grpo.run_grpo` in ``run_grpo_lr<lr>``: the demo's config (iterations, prompts per

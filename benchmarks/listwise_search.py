@@ -1,17 +1,19 @@
 """Search for the demo's LarPO configuration on the validation split (never the test split).
 
 Run: python benchmarks/listwise_search.py [--seeds 0] [--variants default exact ...] [--output runs/bench_demo]
-Writes docs/benchmarks/listwise_search.md and .json.
+Writes docs/benchmarks/listwise_search.md and .json (with ``--test``: listwise_test.md, .json and _arms.json).
 
 Every variant is the demo's run config (``DemoSettings().run_config``, as it stood when the search was
 designed: contrastive, graded reward, current + previous lists, ``nll_weight`` 0.5, beta 0.1, lr 1e-4,
 2 epochs) with the overrides of :data:`VARIANTS`, run from the same SFT start per seed
-(``<output>/seed<N>/sft``, shared with ``demo_seeds.py``) and evaluated after every iteration on
+(``<output>/seed<N>/sft``, shared with ``grpo_arm.py`` and ``trl_iterative.py``) and evaluated after every iteration on
 ``validation_prompts.jsonl`` by greedy decoding only. The ``rft`` control is searched alongside, so the
 bar a listwise variant has to clear is measured on the same samples and split. The table reports the
 validation greedy accuracy after each iteration (a run with fewer iterations is a prefix of the same run:
 the schedule is constant after each iteration's warmup), the gain over the SFT start, and the seconds of
-the run's stages. Choose on this table; report on the test split with ``demo_seeds.py``.
+the run's stages. Choose on this table; then ``--test`` evaluates every run of the chosen variants once on the
+test split and reports them beside GRPO (``grpo_arm.py``), TRL's DPO (``trl_iterative.py``) and continued SFT,
+with the mean and spread over seeds.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from studyutil import (
     accuracy_by_iteration,
     continued_sft,
     evaluate_on_test,
+    is_finished,
     rft_control,
     run_seconds,
     train_steps,
@@ -54,20 +57,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "exact_nll1_current": {"reward": EXACT, "nll_weight": 1.0, "memorization": "current"},
     "lambdarank_ndcg": {"objective": "lambdarank", "objective_options": {"lambda_weights": True}},
     "listmle": {"objective": "listmle"},
-    "exact_beta0.5": {"reward": EXACT, "beta": 0.5},
     "exact_nll1_beta1": {"reward": EXACT, "nll_weight": 1.0, "beta": 1.0},
     "exact_nll1_beta0.02": {"reward": EXACT, "nll_weight": 1.0, "beta": 0.02},
+    "exact_nll1_beta0.02_current": {
+        "reward": EXACT,
+        "nll_weight": 1.0,
+        "beta": 0.02,
+        "memorization": "current",
+    },
 }
 DESCRIPTIONS = {
     "default": "contrastive, graded reward, current + previous lists, nll 0.5 on the best, beta 0.1",
     "exact": "default with the exact reward (every verified-correct answer a positive, the rest negatives)",
     "exact_nll1": "exact, nll_weight 1.0 (the NLL term is then RFT's loss)",
     "exact_nll1_current": "exact_nll1 on the current iteration's lists only (half the training)",
-    "exact_beta0.5": "exact with beta 0.5",
     "exact_nll1_beta1": "exact_nll1 with beta 1.0 (the ranking term saturates after a smaller log-ratio change)",
     "exact_nll1_beta0.02": "exact_nll1 with beta 0.02 (a weaker push on the negatives)",
-    "lambdarank_ndcg": "LambdaRank with |delta NDCG| weights, graded reward",
-    "listmle": "ListMLE, graded reward",
+    "exact_nll1_beta0.02_current": "exact_nll1_beta0.02 on the current iteration's lists only (about half the training)",
+    "lambdarank_ndcg": "LambdaRank with delta-NDCG pair weights (LiPO-lambda), graded reward, nll 0.5, beta 0.1",
+    "listmle": "ListMLE, graded reward, nll 0.5, beta 0.1",
     "rft": "control: NLL of the verified-correct answers (exact reward), no ranking term",
     "dpo2": "baseline: pairwise (DPO + nll 0.5) on 2 samples per prompt for 4x the prompts",
 }
@@ -120,6 +128,8 @@ def test_rows(rows: list[dict[str, Any]], output: Path, sft_steps_from: str) -> 
     ``grpo.json``, when present) and continued SFT for as many steps as ``sft_steps_from`` took."""
     arms = [{"arm": r["variant"], "seed": r["seed"], "curve": r["test_curve"], "seconds": r["seconds"]}
             for r in rows]  # fmt: skip
+    for seed in sorted({r["seed"] for r in rows if r["variant"] == "dpo2"}):
+        arms += trl_dpo2_rows(seed, output / f"seed{seed}")
     grpo = output / "grpo.json"
     if grpo.exists():
         for r in json.loads(grpo.read_text())["chosen"]:
@@ -137,6 +147,22 @@ def test_rows(rows: list[dict[str, Any]], output: Path, sft_steps_from: str) -> 
         done = json.loads(path.read_text())
         arms.append({"arm": "sft", "seed": seed, "curve": done["curve"], "seconds": done["seconds"]})
     return arms
+
+
+def trl_dpo2_rows(seed: int, folder: Path) -> list[dict[str, Any]]:
+    """The test row of ``trl_iterative.py``'s run (the dpo2 config trained by TRL's DPOTrainer), if finished."""
+    settings = dataclasses.replace(BASE, seed=seed)
+    max_new_tokens = prepare_start(folder, settings, Console(stderr=True))
+    config = dataclasses.replace(
+        variant_config("dpo2", seed, folder, max_new_tokens), output_dir=str(folder / "run_trl_dpo2")
+    )
+    if not is_finished(Path(config.output_dir), config.iterations):
+        return []
+    results = evaluate_on_test(config, folder, settings.run_config(folder, max_new_tokens))
+    curve = [r["greedy_accuracy"] for r in results]
+    return [
+        {"arm": "trl_dpo2", "seed": seed, "curve": curve, "seconds": run_seconds(Path(config.output_dir))}
+    ]
 
 
 def test_table(arms: list[dict[str, Any]]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Helpers shared by the quality studies (demo_seeds.py, paper_studies.py): the two controls and what a
+"""Helpers shared by the quality studies (listwise_search.py, grpo_arm.py, paper_studies.py): the two controls and what a
 finished LarPO run directory says about itself."""
 
 from __future__ import annotations

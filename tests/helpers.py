@@ -83,7 +83,7 @@ def check_store(run_dir, manifest, iterations=2):
 
 # ------------------------------------------------------------------ shortened demos
 def short_demo_settings():
-    """`larpo demo`'s pipeline made small enough for CI (its full numbers: benchmarks/demo_seeds.py)."""
+    """`larpo demo`'s pipeline made small enough for CI (its full numbers: benchmarks/listwise_search.py --test)."""
     from larpo.tasks.arithmetic.demo import DemoSettings
 
     return DemoSettings(seed=0, reward="exact", heldout_prompts=400, sft_target_accuracy=0.3, iterations=2,

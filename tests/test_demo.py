@@ -1,6 +1,6 @@
 """A shortened ``larpo demo``: flawed-demonstration SFT, then LarPO raises held-out accuracy above it.
 
-The full demo's numbers (3 seeds, 1,000 held-out problems) come from ``benchmarks/demo_seeds.py``;
+The full demo's numbers (3 seeds, 1,000 held-out problems) come from ``benchmarks/listwise_search.py --test``;
 this test keeps the same pipeline small enough for CI.
 """
 
