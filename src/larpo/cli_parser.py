@@ -222,6 +222,14 @@ def _run(sub) -> None:
     run.option("--output-dir", help="run directory (overrides the config)")
 
 
+def _sampling_run_options(command, batch_size: int) -> None:
+    """The options every command that loads a policy and samples from it takes, in their help order."""
+    command.option("--batch-size", int, "prompts per generation batch", default=batch_size)
+    command.option("--seed", int, "random seed", default=0)
+    command.option("--dtype", help=DTYPE_HELP, default="auto")
+    command.option("--chat-template", help=CHAT_TEMPLATE_HELP, default="auto")
+
+
 def _generate(sub) -> None:
     generate = _command(
         sub, "generate", "Sample candidates for prompts (one stage of `larpo run`, for your own pipelines)."
@@ -233,10 +241,7 @@ def _generate(sub) -> None:
     generate.option("--temperature", float, "sampling temperature", default=1.0)
     generate.option("--top-p", float, "nucleus sampling threshold", default=1.0)
     generate.option("--max-new-tokens", int, "longest response in tokens", default=64)
-    generate.option("--batch-size", int, "prompts per generation batch", default=32)
-    generate.option("--seed", int, "random seed", default=0)
-    generate.option("--dtype", help=DTYPE_HELP, default="auto")
-    generate.option("--chat-template", help=CHAT_TEMPLATE_HELP, default="auto")
+    _sampling_run_options(generate, batch_size=32)
 
 
 def _score(sub) -> None:
@@ -276,10 +281,7 @@ def _eval(sub) -> None:
     evaluate.option(
         "--reference", Path, "reference model of the implicit reward (default: the run's initial model)"
     )
-    evaluate.option("--batch-size", int, "prompts per generation batch", default=64)
-    evaluate.option("--seed", int, "random seed", default=0)
-    evaluate.option("--dtype", help=DTYPE_HELP, default="auto")
-    evaluate.option("--chat-template", help=CHAT_TEMPLATE_HELP, default="auto")
+    _sampling_run_options(evaluate, batch_size=64)
 
 
 def _report(sub) -> None:
