@@ -83,7 +83,9 @@ class Study:
         cached = where / "eval.json"
         if not cached.exists():
             base = load_run_config(CONFIG, list(self.overrides), model=str(self.model))
-            settings = EvalSettings(num_samples=1, temperatures=[1.0], ks=[1], max_new_tokens=base.max_new_tokens)
+            settings = EvalSettings(
+                num_samples=1, temperatures=[1.0], ks=[1], max_new_tokens=base.max_new_tokens
+            )
             evaluate_model_dir(model_dir, self.prompts / f"{split}.jsonl", EXACT, where, settings,
                                batch_size=base.generation_batch_size, reference=self.model)  # fmt: skip
         result = json.loads(cached.read_text())
@@ -155,7 +157,7 @@ def report(rows: list[dict], initial: dict, grpo: dict, command: str, docs: Path
         "",
         *summary_lines(rows, initial),
         "",
-        f"GRPO's learning rate, chosen on the validation split (seed 0, greedy): "
+        "GRPO's learning rate, chosen on the validation split (seed 0, greedy): "
         + ", ".join(f"{lr}: {v['greedy_accuracy']:.3f}" for lr, v in grpo["sweep"].items())
         + f"; chosen {grpo['chosen']:g}.",
         "",
@@ -165,8 +167,11 @@ def report(rows: list[dict], initial: dict, grpo: dict, command: str, docs: Path
           for r in rows),
     ]  # fmt: skip
     write_markdown(docs / "chat_arms.md", lines)
-    (docs / "chat_arms.json").write_text(json.dumps(
-        {"command": command, "initial_test": initial, "grpo_learning_rate": grpo, "runs": rows}, indent=1))
+    (docs / "chat_arms.json").write_text(
+        json.dumps(
+            {"command": command, "initial_test": initial, "grpo_learning_rate": grpo, "runs": rows}, indent=1
+        )
+    )
 
 
 def main() -> None:
@@ -178,8 +183,14 @@ def main() -> None:
     parser.add_argument("--grpo-lrs", type=float, nargs="+", default=DEFAULT_GRPO_LRS)
     parser.add_argument("--output", type=Path, default=Path("runs/chat_arms"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting of every arm's config (e.g. a smoke run's sizes)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of every arm's config (e.g. a smoke run's sizes)",
+    )
     args = parser.parse_args()
     console = Console(stderr=True)
     study = Study(args.model, args.prompts, args.output, tuple(args.overrides))

@@ -19,7 +19,7 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from larpo.tasks import arithmetic
-from larpo.tasks.arithmetic.demo import DemoSettings
+from listwise_search import BASE
 
 OPERATORS = {"+": "add", "-": "sub", "*": "mul"}
 
@@ -37,7 +37,7 @@ def groups(prompts: list[str]) -> dict[str, list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("seed_dir", type=Path, help="one seed's directory of benchmarks/listwise_search.py")
-    last = DemoSettings().iterations - 1
+    last = BASE.iterations - 1  # the search's last iteration
     parser.add_argument(
         "--iteration", type=int, default=last, help=f"the arms' iteration to read (default {last})"
     )

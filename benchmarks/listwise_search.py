@@ -5,7 +5,7 @@ Writes docs/benchmarks/listwise_search.md and .json (with ``--test``: listwise_t
 
 Every variant is the demo's run config (``DemoSettings().run_config``, as it stood when the search was
 designed: contrastive, graded reward, current + previous lists, ``nll_weight`` 0.5, beta 0.1, lr 1e-4,
-2 epochs) with the overrides of :data:`VARIANTS`, run from the same SFT start per seed
+2 epochs, 6 iterations) with the overrides of :data:`VARIANTS`, run from the same SFT start per seed
 (``<output>/seed<N>/sft``, shared with ``grpo_arm.py`` and ``trl_iterative.py``) and evaluated after every iteration on
 ``validation_prompts.jsonl`` by greedy decoding only. The ``rft`` control is searched alongside, so the
 bar a listwise variant has to clear is measured on the same samples and split. The table reports the
@@ -46,7 +46,7 @@ from studyutil import (
 EXACT = REWARDS["exact"]
 BASE = DemoSettings(
     objective="contrastive", reward="graded", memorization="previous", nll_weight=0.5, beta=0.1,
-    learning_rate=1e-4, epochs=2.0,
+    learning_rate=1e-4, epochs=2.0, iterations=6,
 )  # fmt: skip
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},

@@ -153,6 +153,28 @@ def test_cheaper_evaluations_between_the_first_and_the_last(workspace, tmp_path)
     assert json.loads((run_dir / "eval" / "iter_0.json").read_text())["settings"]["num_samples"] == 1
 
 
+def test_resuming_with_fewer_iterations_evaluates_the_new_last_one_in_full(workspace, tmp_path):
+    run_dir = tmp_path / "run"
+    evaluation = (f"eval_prompts={workspace / 'prompts.jsonl'}", "eval_samples=4", "eval_ks=[1, 4]",
+                  "eval_samples_between=1", "eval_every=2")  # fmt: skip
+    manifest = run(workspace, run_dir, *evaluation, "iterations=3")
+    assert manifest["completed"]["0"]["eval"] == {"skipped": True}
+    assert set(manifest["completed"]["1"]["eval"]["pass_at_k"]) == {"1"}  # a cheaper check between
+    last = (run_dir / "eval" / "iter_2.json").read_bytes()
+
+    manifest = run(workspace, run_dir, *evaluation, "iterations=2")  # iteration 1 is now the last
+    assert set(manifest["completed"]["1"]["eval"]["pass_at_k"]) == {"1", "4"}
+    assert json.loads((run_dir / "eval" / "iter_1.json").read_text())["settings"]["num_samples"] == 4
+
+    manifest = run(workspace, run_dir, *evaluation, "iterations=1")  # iteration 0 was skipped: now evaluated
+    assert set(manifest["completed"]["0"]["eval"]["pass_at_k"]) == {"1", "4"}
+
+    full = (run_dir / "eval" / "iter_1.json").read_bytes()
+    run(workspace, run_dir, *evaluation, "iterations=3")  # a fuller evaluation is kept, not redone cheaper
+    assert (run_dir / "eval" / "iter_1.json").read_bytes() == full
+    assert (run_dir / "eval" / "iter_2.json").read_bytes() == last
+
+
 @pytest.mark.parametrize(
     ("scheduler", "warmup", "expected"),
     [("constant", 0.1, "constant_with_warmup"), ("constant", 0.0, "constant"), ("linear", 0.1, "linear")],

@@ -8,6 +8,8 @@ Kendall tau of the implicit reward over the policy's own held-out samples. -> ``
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from larpo.evaluation import EvalSettings, evaluate_policy, implicit_rewards_of_lists, ranking_quality
@@ -24,15 +26,13 @@ REPORTED = ("greedy_accuracy", "mean_reward", "pass_at_k", "ndcg", "kendall_tau"
 
 def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     """Evaluate the policy after iteration ``s`` (-1: the initial model) on the held-out prompts."""
-    config = ctx.config
-    last = s == config.iterations - 1
-    if not ctx.eval_prompts or (s >= 0 and (s + 1) % config.eval_every and not last):
+    if not evaluates(ctx, s):
         return {"skipped": True}
-    path = ctx.run_dir / "eval" / ("initial.json" if s < 0 else f"iter_{s}.json")
-    if not path.exists():
+    path = result_path(ctx, s)
+    settings = eval_settings(ctx.config, s)
+    if not covers(path, settings):
         texts = [p.text for p in ctx.eval_prompts]
-        keep = s >= 0 and config.eval_ranking_prompts > 0
-        settings = eval_settings(config, s)
+        keep = s >= 0 and ctx.config.eval_ranking_prompts > 0
         label = f"iter {s}: evaluating" if s >= 0 else "initial model: evaluating"
         with (
             ctx.generator(ctx.model_path(s)) as generator,
@@ -49,6 +49,45 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
         atomic_write_json(path, result)
     result = json.loads(path.read_text(encoding="utf-8"))
     return {key: result[key] for key in REPORTED if key in result}
+
+
+def evaluates(ctx: RunContext, s: int) -> bool:
+    """Whether the run evaluates the policy after iteration ``s``: the initial model, every ``eval_every``-th
+    iteration and the last, when it has held-out prompts."""
+    config = ctx.config
+    last = s == config.iterations - 1
+    return bool(ctx.eval_prompts) and (s < 0 or last or (s + 1) % config.eval_every == 0)
+
+
+def result_path(ctx: RunContext, s: int) -> Path:
+    return ctx.run_dir / "eval" / ("initial.json" if s < 0 else f"iter_{s}.json")
+
+
+def covers(path: Path, wanted: EvalSettings) -> bool:
+    """Whether the evaluation file ``path`` measures everything ``wanted`` asks for: the same temperatures,
+    budget and threshold, at least as many samples, every k. No file: False; a file written before
+    evaluations recorded their settings: True."""
+    if not path.exists():
+        return False
+    recorded = json.loads(path.read_text(encoding="utf-8")).get("settings")
+    if recorded is None:
+        return True
+    fixed = {k: v for k, v in asdict(wanted).items() if k not in ("num_samples", "ks")}
+    return (
+        all(recorded.get(k) == v for k, v in fixed.items())
+        and recorded.get("num_samples", 0) >= wanted.num_samples
+        and set(wanted.ks) <= set(recorded.get("ks", []))
+    )
+
+
+def is_outdated(ctx: RunContext, s: int) -> bool:
+    """Whether iteration ``s``'s recorded evaluation no longer answers the config: skipped where it is now
+    evaluated, or made with less than it now asks for. Both happen when a run is resumed with another
+    ``iterations``, which makes another iteration the last (the one evaluated in full)."""
+    if not evaluates(ctx, s):
+        return False
+    skipped = ctx.manifest.stats(s, "eval").get("skipped", False)
+    return skipped or not covers(result_path(ctx, s), eval_settings(ctx.config, s))
 
 
 def eval_settings(config: RunConfig, s: int) -> EvalSettings:

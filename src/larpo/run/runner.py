@@ -69,11 +69,11 @@ def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dic
         remove_stale_temp_files(ctx.run_dir)  # torn temp files of a crashed write
         ctx.manifest.save()
     try:
-        if ctx.eval_prompts and not ctx.manifest.done(-1, "eval"):  # the initial model, as iteration -1
+        if ctx.eval_prompts and is_pending(ctx, -1, "eval"):  # the initial model, as iteration -1
             run_stage(ctx, -1, next(stage for stage in chosen if stage.name == "eval"))
             track(ctx, -1)
         for s in range(ctx.config.iterations):
-            pending = [stage for stage in chosen if not ctx.manifest.done(s, stage.name)]
+            pending = [stage for stage in chosen if is_pending(ctx, s, stage.name)]
             for stage in pending:
                 run_stage(ctx, s, stage)
             if (
@@ -88,6 +88,14 @@ def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dic
             ctx.tracker.close()
             ctx.tracker = None
     return ctx.manifest.data
+
+
+def is_pending(ctx: RunContext, s: int, stage: str) -> bool:
+    """Whether ``stage`` of iteration ``s`` is still to run: not recorded, or an evaluation recorded with
+    less than the config now asks for (:func:`larpo.run.evaluate.is_outdated`)."""
+    if not ctx.manifest.done(s, stage):
+        return True
+    return stage == "eval" and evaluate.is_outdated(ctx, s)
 
 
 def open_tracker(config: RunConfig) -> IterationTracker | None:
