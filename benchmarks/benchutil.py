@@ -166,20 +166,27 @@ class StepTimer(TrainerCallback):
         return self.ends[-1] - begin, len(self.ends) - warmup
 
 
-def run_worker(script: str | Path, spec: dict, label: str) -> dict:
+def run_worker(
+    script: str | Path,
+    spec: dict,
+    label: str,
+    python: str = sys.executable,
+    extra_env: dict[str, str] | None = None,
+) -> dict:
     """Run ``script --worker <spec as JSON>`` in a fresh process (its own peak RSS) and return the dict it
-    prints on a ``RESULT <json>`` line; ``label`` names the run if it fails."""
+    prints on a ``RESULT <json>`` line; ``label`` names the run if it fails. ``python`` is the interpreter
+    (another virtual environment's), ``extra_env`` is added to :func:`worker_env`."""
     proc = subprocess.run(
-        [sys.executable, str(Path(script).resolve()), "--worker", json.dumps(spec)],
+        [python, str(Path(script).resolve()), "--worker", json.dumps(spec)],
         capture_output=True,
         text=True,
-        env=worker_env(spec["threads"]),
+        env={**worker_env(spec["threads"]), **(extra_env or {})},
         check=False,
     )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{label} failed:\n{proc.stderr[-4000:]}")
+    raise RuntimeError(f"{label} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
 
 
 def mib(value: float) -> str:
