@@ -39,7 +39,6 @@ from larpo.baselines.grpo import run_grpo
 from larpo.evaluation.held_out import EvalSettings, evaluate_model_dir
 from larpo.run import run as run_larpo
 from larpo.run.config import RunConfig, load_run_config
-from studyutil import run_seconds
 from trl_iterative import trl_train
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples/chat/smollm2_arithmetic.yaml"
@@ -117,12 +116,18 @@ def choose_grpo_lr(study: Study, lrs: list[float], console: Console) -> tuple[fl
     return chosen, sweep
 
 
+def stage_seconds(run_dir: Path) -> float:
+    """Seconds of the run's sampling and training stages (its evaluations excluded), from ``log.jsonl``."""
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return sum(entry["seconds"] for entry in log if entry.get("stage") != "eval")
+
+
 def arm_row(study: Study, arm: str, seed: int, config: RunConfig, console: Console) -> dict[str, Any]:
     final = run_arm(study, config, arm, console)
     run_dir = Path(config.output_dir)
     test = study.evaluate(final, "test", run_dir / "eval_test")
     return {"arm": arm, "seed": seed, "learning_rate": config.learning_rate, **test,
-            "seconds": run_seconds(run_dir),
+            "seconds": stage_seconds(run_dir),
             "samples_per_iteration": config.prompts_per_iteration * config.num_candidates}  # fmt: skip
 
 
