@@ -39,6 +39,7 @@ from larpo.baselines.grpo import run_grpo
 from larpo.evaluation.held_out import EvalSettings, evaluate_model_dir
 from larpo.run import run as run_larpo
 from larpo.run.config import RunConfig, load_run_config
+from studyutil import run_seconds
 from trl_iterative import trl_train
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples/chat/smollm2_arithmetic.yaml"
@@ -90,7 +91,7 @@ class Study:
         return {"greedy_accuracy": result["greedy_accuracy"], "pass_at_1": result["pass_at_k"]["1"]}
 
 
-def run_arm(study: Study, config: RunConfig, arm: str, console: Console) -> Path:
+def run_arm(config: RunConfig, arm: str, console: Console) -> Path:
     """Run (or resume) one arm; its final model directory."""
     if arm == "grpo":
         run_grpo(config, console)
@@ -109,25 +110,19 @@ def choose_grpo_lr(study: Study, lrs: list[float], console: Console) -> tuple[fl
     sweep = {}
     for lr in lrs:
         config = study.config("grpo", 0, lr)
-        final = run_arm(study, config, "grpo", console)
+        final = run_arm(config, "grpo", console)
         sweep[f"{lr:g}"] = study.evaluate(final, "validation", Path(config.output_dir) / "eval_validation")
     chosen = max(lrs, key=lambda lr: sweep[f"{lr:g}"]["greedy_accuracy"])
     console.print(f"GRPO: learning rate {chosen:g} chosen on validation: {sweep}")
     return chosen, sweep
 
 
-def stage_seconds(run_dir: Path) -> float:
-    """Seconds of the run's sampling and training stages (its evaluations excluded), from ``log.jsonl``."""
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return sum(entry["seconds"] for entry in log if entry.get("stage") != "eval")
-
-
 def arm_row(study: Study, arm: str, seed: int, config: RunConfig, console: Console) -> dict[str, Any]:
-    final = run_arm(study, config, arm, console)
+    final = run_arm(config, arm, console)
     run_dir = Path(config.output_dir)
     test = study.evaluate(final, "test", run_dir / "eval_test")
     return {"arm": arm, "seed": seed, "learning_rate": config.learning_rate, **test,
-            "seconds": stage_seconds(run_dir),
+            "seconds": run_seconds(run_dir, without=frozenset({"eval"})),
             "samples_per_iteration": config.prompts_per_iteration * config.num_candidates}  # fmt: skip
 
 

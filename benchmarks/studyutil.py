@@ -60,10 +60,11 @@ def is_finished(run_dir: Path, iterations: int) -> bool:
     return (run_dir / "eval" / f"iter_{iterations - 1}.json").exists()
 
 
-def run_seconds(run_dir: Path) -> float:
-    """Seconds the run's stages took, summed over its ``log.jsonl`` (SFT excluded)."""
+def run_seconds(run_dir: Path, without: frozenset[str] = frozenset()) -> float:
+    """Seconds the run's stages took, summed over its ``log.jsonl`` (SFT excluded), except the stages named in
+    ``without`` (e.g. ``{"eval"}``)."""
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return sum(entry.get("seconds", 0.0) for entry in log)
+    return sum(entry.get("seconds", 0.0) for entry in log if entry.get("stage") not in without)
 
 
 def train_steps(run_dir: Path, iterations: int) -> list[int]:
