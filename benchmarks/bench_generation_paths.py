@@ -9,8 +9,11 @@ path's ratio is its samples/s over the first path's within the same repeat, so m
 both cancels out; ``cpu_ratio`` is the same ratio of samples per CPU second of this process (with one
 thread it hardly depends on what else runs on the machine; with more, waiting threads spin and count). Paths (``--paths``):
 
-- ``generate``: today's default, ``TransformersGenerator`` with ``model.generate`` (dynamic KV cache);
-- ``generate-static``: the same with ``cache_implementation="static"``;
+- ``generate``: the default, ``TransformersGenerator`` with ``model.generate`` (dynamic KV cache), each
+  prompt encoded once and its KV cache repeated for its samples;
+- ``generate-per-sample``: the former default, ``model.generate`` with ``num_return_sequences``, which
+  encodes each prompt once per sample;
+- ``generate-static``: ``cache_implementation="static"`` (which encodes each prompt once per sample);
 - ``generate-compiled``: static cache with the model's forward under ``torch.compile`` (its first call,
   which compiles, is timed apart as ``compile_seconds``);
 
@@ -22,7 +25,6 @@ call). Prints one JSON line per measurement, then a summary with the median rati
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import time
@@ -36,21 +38,26 @@ from larpo.generation import SamplingParams, TransformersGenerator
 from larpo.model_io import load_policy
 from larpo.prompts import load_prompts, rendered
 
-PATHS = ("generate", "generate-static", "generate-compiled")
+PATHS = ("generate", "generate-per-sample", "generate-static", "generate-compiled")
 
 
 @contextmanager
 def generate_options(model, path: str):
-    """``model.generate`` with the extra arguments of ``path`` (and a compiled forward), restored after."""
-    saved_generate, saved_forward = model.generate, model.forward
+    """``model.generate`` as ``path`` runs it (a static cache, a compiled forward, no shared prompt cache),
+    restored after."""
+    saved_cache, saved_forward = model.generation_config.cache_implementation, model.forward
+    saved_prompt_cache = TransformersGenerator._prompt_cache
     if path in ("generate-static", "generate-compiled"):
-        model.generate = functools.partial(saved_generate, cache_implementation="static")
+        model.generation_config.cache_implementation = "static"  # the generator then encodes per sample
     if path == "generate-compiled":
         model.forward = torch.compile(saved_forward, dynamic=False)
+    if path == "generate-per-sample":
+        TransformersGenerator._prompt_cache = lambda self, input_ids, attention_mask: None
     try:
         yield
     finally:
-        model.generate, model.forward = saved_generate, saved_forward
+        model.generation_config.cache_implementation, model.forward = saved_cache, saved_forward
+        TransformersGenerator._prompt_cache = saved_prompt_cache
 
 
 def measure(generator: TransformersGenerator, prompts: list[str], params: SamplingParams) -> dict:
@@ -121,7 +128,7 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=32, help="prompts per measurement")
     parser.add_argument("--num-samples", type=int, default=4)
-    parser.add_argument("--paths", type=lambda s: s.split(","), default=["generate", "generate-static"])
+    parser.add_argument("--paths", type=lambda s: s.split(","), default=["generate-per-sample", "generate"])
     parser.add_argument(
         "--threads", type=lambda s: [int(x) for x in s.split(",")], default=[torch.get_num_threads()]
     )

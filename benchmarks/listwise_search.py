@@ -5,7 +5,7 @@ Writes docs/benchmarks/listwise_search.md and .json (with ``--test``: listwise_t
 
 Every variant is the demo's run config (``DemoSettings().run_config``, as it stood when the search was
 designed: contrastive, graded reward, current + previous lists, ``nll_weight`` 0.5, beta 0.1, lr 1e-4,
-2 epochs, 6 iterations) with the overrides of :data:`VARIANTS`, run from the same SFT start per seed
+batches of 16 lists, 2 epochs, 6 iterations) with the overrides of :data:`VARIANTS`, run from the same SFT start per seed
 (``<output>/seed<N>/sft``, shared with ``grpo_arm.py`` and ``trl_iterative.py``) and evaluated after every iteration on
 ``validation_prompts.jsonl`` by greedy decoding only. The ``rft`` control is searched alongside, so the
 bar a listwise variant has to clear is measured on the same samples and split. The table reports the
@@ -46,7 +46,7 @@ from studyutil import (
 EXACT = REWARDS["exact"]
 BASE = DemoSettings(
     objective="contrastive", reward="graded", memorization="previous", nll_weight=0.5, beta=0.1,
-    learning_rate=1e-4, epochs=2.0, iterations=6,
+    learning_rate=1e-4, epochs=2.0, batch_size=16, iterations=6,
 )  # fmt: skip
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -65,6 +65,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "beta": 0.02,
         "memorization": "current",
     },
+    "exact_nll1_beta0.02_batch32": {"reward": EXACT, "nll_weight": 1.0, "beta": 0.02, "batch_size": 32},
+    "exact_nll1_beta0.02_batch32_lr2e-4": {
+        "reward": EXACT,
+        "nll_weight": 1.0,
+        "beta": 0.02,
+        "batch_size": 32,
+        "learning_rate": 2e-4,
+    },
 }
 DESCRIPTIONS = {
     "default": "contrastive, graded reward, current + previous lists, nll 0.5 on the best, beta 0.1",
@@ -74,6 +82,8 @@ DESCRIPTIONS = {
     "exact_nll1_beta1": "exact_nll1 with beta 1.0 (the ranking term saturates after a smaller log-ratio change)",
     "exact_nll1_beta0.02": "exact_nll1 with beta 0.02 (a weaker push on the negatives)",
     "exact_nll1_beta0.02_current": "exact_nll1_beta0.02 on the current iteration's lists only (about half the training)",
+    "exact_nll1_beta0.02_batch32": "exact_nll1_beta0.02 with batches of 32 lists (half the optimizer steps)",
+    "exact_nll1_beta0.02_batch32_lr2e-4": "exact_nll1_beta0.02_batch32 at lr 2e-4 (twice the lr for twice the batch)",
     "lambdarank_ndcg": "LambdaRank with delta-NDCG pair weights (LiPO-lambda), graded reward, nll 0.5, beta 0.1",
     "listmle": "ListMLE, graded reward, nll 0.5, beta 0.1",
     "rft": "control: NLL of the verified-correct answers (exact reward), no ranking term",
@@ -226,7 +236,8 @@ def main() -> None:
     lines = [
         "# Listwise configuration search on the validation split",
         "",
-        f"Command: `python benchmarks/listwise_search.py --seeds {' '.join(map(str, args.seeds))}`. "
+        f"Command: `python benchmarks/listwise_search.py --seeds {' '.join(map(str, args.seeds))} "
+        f"--variants {' '.join(args.variants)}{' --test' if args.test else ''}`. "
         f"{machine_info(threads=torch.get_num_threads())}. Validation greedy accuracy (1,000 problems disjoint from the training and "
         "test problems), mean over the seeds; every variant draws 16,000 samples per iteration from the same "
         "SFT start per seed. Seconds: the run's stages, measured while other jobs shared the machine (compare "

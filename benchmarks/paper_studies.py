@@ -39,11 +39,12 @@ from larpo.tasks.arithmetic.demo import REWARDS, DemoSettings, prepare_start
 from studyutil import continued_sft, evaluations, is_finished, rft_control, run_seconds, train_steps
 
 # Study settings: the demo's (DemoSettings) but smaller, so that one arm fits in a few CPU minutes, and
-# lists from the current iteration only (the demo's memorization is itself a study arm). beta and nll_weight
-# are the ones the documented studies ran with (the demo's defaults then), so that they reproduce.
+# lists from the current iteration only (the demo's memorization is itself a study arm). beta, nll_weight,
+# learning rate and batch size are the ones the documented studies ran with (the demo's defaults then), so
+# that they reproduce.
 STUDY = {
     "iterations": 3, "prompts_per_iteration": 1000, "num_candidates": 8, "epochs": 1.0, "memorization": "current",
-    "beta": 0.1, "nll_weight": 0.5,
+    "beta": 0.1, "nll_weight": 0.5, "learning_rate": 1e-4, "batch_size": 16,
 }  # fmt: skip
 # --quick: a smoke check of the whole pipeline, not a measurement.
 QUICK = {

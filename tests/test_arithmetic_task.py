@@ -19,7 +19,7 @@ from larpo.tasks.arithmetic import (
     sft,
     train_and_heldout_splits,
 )
-from larpo.tasks.arithmetic.supervised import _collate, _example
+from larpo.tasks.arithmetic.supervised import _collate, _example, _rows
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +128,13 @@ def test_sft_sequences_mask_the_prompt(tokenizer):
     minus_three = tokenizer("-3", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     assert batch["labels"][0].tolist() == [-100] * 5 + minus_three + [-100] * 2
     assert batch["attention_mask"][0].tolist() == [1] * 8 + [0] * 2
+    # a batch taken from the table of all examples is the batch collated alone, cut to its own width
+    examples.append(_example(tokenizer, "1+1=", "2"))
+    table = _collate(examples, tokenizer.pad_token_id)
+    taken = _rows(table, table["attention_mask"].sum(dim=1), [2, 0])
+    alone = _collate([examples[2], examples[0]], tokenizer.pad_token_id)
+    assert taken.keys() == alone.keys() and all(torch.equal(taken[k], alone[k]) for k in alone)
+    assert taken["input_ids"].shape == (2, 8)
 
 
 def test_short_sft_lowers_the_loss_deterministically(tokenizer):

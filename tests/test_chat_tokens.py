@@ -284,3 +284,27 @@ def test_tokenize_chat_list_renders_once_and_ends_turns(tokenizer, prompt):
     assert tokenize_chat_list(ChatFormat(chars), "12+3=", ["15", "16"], [0.0, 1.0]) == tokenize_list(
         chars, "12+3=", ["15", "16"], [0.0, 1.0]
     )
+
+
+def test_lists_tokenized_from_one_batched_call_equal_those_tokenized_one_by_one(tokenizer, prompt):
+    from larpo.data import encode_texts, untokenized_texts
+
+    responses, ids = [" 42", "forty-two", "4 2\n", "hello"], [None, None, None, [9, 10, IM_END]]
+    texts = untokenized_texts(prompt, responses, ids)
+    assert texts == [prompt, " 42", "forty-two", "4 2\n"]  # sampled ids are not tokenized again
+    encoded = encode_texts(tokenizer, texts + texts)
+    assert list(encoded) == texts
+    options = {"response_ids": ids, "finished": [True, False, True, True], "end_token_id": IM_END}
+    one_by_one = tokenize_list(tokenizer, prompt, responses, [0.0, 3.0, 1.0, 2.0], **options)
+
+    class NoCalls:  # the tokenizer is only asked for the end token
+        eos_token_id = tokenizer.eos_token_id
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("tokenized again")
+
+    batched = tokenize_list(NoCalls(), prompt, responses, [0.0, 3.0, 1.0, 2.0], encoded=encoded, **options)
+    assert batched == one_by_one
+    assert one_by_one["response_ids"][0] == tokenizer("forty-two", add_special_tokens=False)["input_ids"]
+    batched["prompt_ids"].append(0)  # an example's ids are its own, not the shared encoded ones
+    assert encoded[prompt] == one_by_one["prompt_ids"]

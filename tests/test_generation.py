@@ -171,12 +171,14 @@ def test_generate_call_arguments_eval_mode_and_training_flag_restored(random_mod
     model.train()
     generator.generate(PROMPTS, SamplingParams(num_samples=2, temperature=0.7, top_p=0.9, max_new_tokens=5))
     assert model.training and all(module.training for module in model.modules())
-    assert [call["input_ids"].shape[0] for call in calls] == [3, 1]
+    # 2 samples of each prompt: the rows are repeated per sample, in prompt order
+    assert [call["input_ids"].shape[0] for call in calls] == [6, 2]
     first = calls[0]
     assert (first["training"], first["grad"]) == (False, False)
-    assert first["input_ids"][1].tolist() == [0] + tokenizer("7*8=", add_special_tokens=False)["input_ids"]
-    assert first["attention_mask"][1].tolist() == [0, 1, 1, 1, 1]
-    expected = {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 0, "num_return_sequences": 2}
+    prompt_row = [0] + tokenizer("7*8=", add_special_tokens=False)["input_ids"]
+    assert first["input_ids"][2].tolist() == first["input_ids"][3].tolist() == prompt_row
+    assert first["attention_mask"][2].tolist() == [0, 1, 1, 1, 1]
+    expected = {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 0}
     expected |= {"max_new_tokens": 5, "pad_token_id": 0, "eos_token_id": 2}
     assert {key: first[key] for key in expected} == expected
 
@@ -211,3 +213,50 @@ def test_greedy_with_one_sample_is_valid():
 def test_empty_prompt_is_an_input_error(random_model):
     with pytest.raises(InputError, match="prompt 2 "):  # counted from 1
         TransformersGenerator(*random_model).generate(["1=", ""], SamplingParams(num_samples=1))
+
+
+def _plain_generate(monkeypatch):
+    """Make TransformersGenerator call ``generate`` with ``num_return_sequences`` and no prompt cache."""
+    monkeypatch.setattr(TransformersGenerator, "_prompt_cache", lambda self, input_ids, attention_mask: None)
+
+
+def test_samples_from_the_shared_prompt_cache_are_those_of_the_plain_call(random_model, monkeypatch):
+    model, tokenizer = random_model
+    prompts = [*PROMPTS, "5", "123456789+1="]  # one-token and long prompts: left padding on both sides
+    generator = TransformersGenerator(model, tokenizer, batch_size=4)
+    params = SamplingParams(num_samples=6, temperature=1.0, max_new_tokens=6, seed=3)
+    shared = generator.generate(prompts, params)
+    _plain_generate(monkeypatch)
+    plain = generator.generate(prompts, params)
+    assert shared.token_ids == plain.token_ids
+    assert (shared.responses, shared.counts) == (plain.responses, plain.counts)
+    distinct = {tuple(map(tuple, ids)) for ids in plain.token_ids}
+    assert len(distinct) == len(prompts)  # the samples depend on the prompt, so a mix-up would show
+
+
+def test_generate_gets_the_prompts_encoded_once_but_their_last_token(random_model, monkeypatch):
+    model, tokenizer = random_model
+    caches = []
+    original = model.generate
+
+    def spy(**kwargs):
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        caches.append((cache.get_seq_length(), cache.layers[0].keys.shape[0]))
+        return original(**kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    TransformersGenerator(model, tokenizer, batch_size=3).generate(PROMPTS, SamplingParams(num_samples=4))
+    widest = [max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in batch)
+              for batch in (PROMPTS[:3], PROMPTS[3:])]  # fmt: skip
+    assert caches == [(widest[0] - 1, 3 * 4), (widest[1] - 1, 4)]
+
+
+def test_a_static_cache_model_samples_without_the_shared_prompt_cache(random_model, monkeypatch):
+    model, tokenizer = random_model
+    calls = []
+    original = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kwargs: calls.append(kwargs) or original(**kwargs))
+    monkeypatch.setattr(model.generation_config, "cache_implementation", "static")
+    TransformersGenerator(model, tokenizer, batch_size=4).generate(PROMPTS, SamplingParams(num_samples=2))
+    assert [(call["input_ids"].shape[0], call["num_return_sequences"]) for call in calls] == [(4, 2)]
+    assert not any(key in calls[0] for key in ("cache", "past_key_values"))

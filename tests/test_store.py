@@ -175,3 +175,53 @@ def test_candidate_store_rejects_wrong_iteration(tmp_path):
         with pytest.raises(StoreError, match="non-negative int"):
             store.path(bad)
     assert not store.path(0).exists()
+
+
+def _counting_reads(monkeypatch) -> list[str]:
+    """Record the files ``CandidateStore`` parses from disk."""
+    import larpo.store
+
+    parsed: list[str] = []
+    original = larpo.store.read_records
+
+    def counting(path):
+        parsed.append(os.path.basename(path))
+        return original(path)
+
+    monkeypatch.setattr(larpo.store, "read_records", counting)
+    return parsed
+
+
+def test_store_rereads_a_file_only_when_it_changed_on_disk(tmp_path, monkeypatch):
+    parsed = _counting_reads(monkeypatch)
+    store = CandidateStore(tmp_path)
+    first = [record(0, score=0.0), record(1, score=0.0)]
+    store.replace(0, first)
+    assert store.read(0) == first and store.read_all([0, 0]) == first + first
+    assert parsed == []  # written by the store: kept parsed
+    returned = store.read(0)
+    returned.append(record(9))  # a caller's list is its own
+    assert store.read(0) == first
+    # replaced from outside (another process): same size, new records
+    outside = [record(0, score=1.0), record(1, score=1.0)]
+    assert len(line_of(outside[0])) == len(line_of(first[0]))
+    write_records_atomic(store.path(0), outside)
+    assert store.read(0) == outside
+    assert store.read(0) == outside
+    assert parsed == ["iter_0.jsonl"]
+    store.path(0).unlink()
+    with pytest.raises(FileNotFoundError):
+        store.read(0)
+
+
+def test_store_keeps_at_most_cache_bytes_of_files_parsed(tmp_path, monkeypatch):
+    import larpo.store
+
+    parsed = _counting_reads(monkeypatch)
+    store = CandidateStore(tmp_path)
+    for s in range(3):
+        store.replace(s, [record(s, iteration=s)])
+    monkeypatch.setattr(larpo.store, "CACHE_BYTES", 2 * store.path(0).stat().st_size)
+    store.replace(2, [record(2, iteration=2)])  # the newest two stay: iterations 1 and 2
+    assert [store.read(s)[0].prompt_id for s in (1, 2, 0)] == ["p1", "p2", "p0"]
+    assert parsed == ["iter_0.jsonl"]

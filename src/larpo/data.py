@@ -11,7 +11,7 @@ the per-sequence log-probs back into lists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,24 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from larpo.chat import ChatFormat, PromptInput
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> dict[str, list[int]]:
+    """Token ids (``add_special_tokens=False``) of each distinct text, from one batched tokenizer call:
+    the ``encoded`` of :func:`tokenize_list` for many lists at once."""
+    distinct = list(dict.fromkeys(texts))
+    if not distinct:
+        return {}
+    return dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"], strict=True))
+
+
+def untokenized_texts(
+    prompt: str, responses: Sequence[str], response_ids: Sequence[Sequence[int] | None] | None = None
+) -> list[str]:
+    """The texts :func:`tokenize_list` tokenizes for one list: the prompt, and the responses without
+    sampled ids."""
+    ids = response_ids or [None] * len(responses)
+    return [prompt, *(text for text, sampled in zip(responses, ids, strict=True) if sampled is None)]
 
 
 def tokenize_list(
@@ -31,6 +49,7 @@ def tokenize_list(
     response_ids: Sequence[Sequence[int] | None] | None = None,
     finished: Sequence[bool | None] | None = None,
     end_token_id: int | None = None,
+    encoded: Mapping[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """One list example. Candidates are sorted best-first by ``scores`` when given (stable).
 
@@ -46,12 +65,20 @@ def tokenize_list(
             ``append_eos`` is False, so the model learns where answers stop but not that a cut one ended.
         end_token_id: the token a finished answer ends with: the chat template's end-of-turn token
             (:attr:`larpo.chat.ChatFormat.end_token_id`); default the tokenizer's EOS.
+        encoded: token ids of texts already tokenized (:func:`encode_texts`); other texts are tokenized
+            here, one call each.
     """
     count = len(responses)
     for name, values in (("scores", scores), ("response_ids", response_ids), ("finished", finished)):
         if values is not None and len(values) != count:
             raise ValueError(f"{count} responses but {len(values)} {name}")
     end = [tokenizer.eos_token_id if end_token_id is None else end_token_id] if append_eos else []
+    encoded = encoded or {}
+
+    def encode(text: str) -> list[int]:
+        known = encoded.get(text)
+        return list(known) if known is not None else tokenizer(text, add_special_tokens=False)["input_ids"]
+
     ids = []
     for text, sampled, done in zip(
         responses, response_ids or [None] * count, finished or [None] * count, strict=True
@@ -59,12 +86,10 @@ def tokenize_list(
         if sampled is not None:
             ids.append(list(sampled))
         else:
-            ids.append(
-                tokenizer(text, add_special_tokens=False)["input_ids"] + (end if done is not False else [])
-            )
+            ids.append(encode(text) + (end if done is not False else []))
     order = sorted(range(count), key=lambda i: -scores[i]) if scores is not None else range(count)
     example: dict[str, Any] = {
-        "prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"],
+        "prompt_ids": encode(prompt),
         "response_ids": [ids[i] for i in order],
     }
     if scores is not None:
@@ -127,13 +152,13 @@ class ListCollator:
                 response_starts.append(len(prompt))
 
         width = max(len(s) for s in sequences)
-        input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros(len(sequences), width, dtype=torch.long)
-        response_mask = torch.zeros(len(sequences), width, dtype=torch.bool)
-        for row, (sequence, start) in enumerate(zip(sequences, response_starts, strict=True)):
-            input_ids[row, : len(sequence)] = torch.tensor(sequence)
-            attention_mask[row, : len(sequence)] = 1
-            response_mask[row, start : len(sequence)] = True
+        input_ids = torch.tensor(
+            [s + [self.pad_token_id] * (width - len(s)) for s in sequences], dtype=torch.long
+        )
+        positions = torch.arange(width).unsqueeze(0)
+        in_sequence = positions < torch.tensor([len(s) for s in sequences]).unsqueeze(1)
+        attention_mask = in_sequence.long()
+        response_mask = in_sequence & (positions >= torch.tensor(response_starts).unsqueeze(1))
 
         counts = torch.tensor([len(e["response_ids"]) for e in examples])
         list_mask = torch.arange(int(counts.max())).unsqueeze(0) < counts.unsqueeze(1)  # (B, m)

@@ -46,7 +46,7 @@ def sequence_logps(
     keep = input_ids.shape[1] - first  # positions first..T-1; the last one predicts nothing
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     token_logps = _forward_token_logps(
-        model, inputs, keep, input_ids[:, first + 1 :], chunk_size, _takes_logits_to_keep(model)
+        model, inputs, keep, input_ids[:, first + 1 :], chunk_size, takes_logits_to_keep(model)
     )  # (N, T-1-first)
     scored = scored[:, first:]
     token_logps = torch.where(scored, token_logps, token_logps.new_zeros(()))
@@ -118,7 +118,7 @@ def chunking_applies(model: nn.Module) -> bool:
     """Whether ``logprob_chunk_size`` > 0 scores ``model`` by chunks: it takes ``logits_to_keep`` and its
     logits are its LM head applied to the final hidden state (checked on 8 tokens in eval mode)."""
     head = _unwrap(model).get_output_embeddings()
-    if head is None or not _takes_logits_to_keep(model):
+    if head is None or not takes_logits_to_keep(model):
         return False
     was_training = model.training
     tokens = torch.arange(min(8, head.weight.shape[0]), device=head.weight.device).unsqueeze(0)  # (1, 8)
@@ -141,7 +141,7 @@ def auto_chunk_size(model: nn.Module, positions: int, training: bool) -> int:
 
 def _first_scored_position(model: nn.Module, scored: Tensor) -> int:
     """First column of ``scored`` with a scored token when ``model`` takes ``logits_to_keep``, else 0."""
-    if not _takes_logits_to_keep(model):
+    if not takes_logits_to_keep(model):
         return 0
     columns = scored.any(dim=0).nonzero()
     return int(columns[0]) if len(columns) else 0
@@ -178,7 +178,7 @@ def shared_prefix_logps(
     checkpointing = getattr(inner, "is_activation_checkpointing", None)  # transformers >= 5.24
     if checkpointing is None:
         checkpointing = getattr(inner, "is_gradient_checkpointing", False)
-    if checkpointing or not _takes_logits_to_keep(model):
+    if checkpointing or not takes_logits_to_keep(model):
         return None
     if not bool(response_mask.any(dim=1).all()):
         return None  # an empty response has no suffix to run
@@ -274,7 +274,8 @@ def _cache_argument(model: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _takes_logits_to_keep(model: nn.Module) -> bool:
+def takes_logits_to_keep(model: nn.Module) -> bool:
+    """Whether the model's forward can compute the logits of its last positions only (``logits_to_keep``)."""
     return "logits_to_keep" in inspect.signature(_unwrap(model).forward).parameters
 
 

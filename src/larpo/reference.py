@@ -9,7 +9,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from larpo.auto_settings import AUTO
-from larpo.data import ListCollator, tokenize_list
+from larpo.data import ListCollator, encode_texts, tokenize_list, untokenized_texts
 from larpo.logprobs import auto_chunk_size, list_logps
 
 
@@ -77,6 +77,8 @@ def _batches(
     exceeds ``batch_size``)."""
     batch: list[dict] = []
     size = 0
+    texts = (untokenized_texts(prompt, [response], [ids]) for prompt, response, ids, _ in items)
+    encoded = encode_texts(tokenizer, itertools.chain.from_iterable(texts))
     for prompt, group in itertools.groupby(items, key=lambda item: item[0]):
         group = list(group)
         for start in range(0, len(group), batch_size):
@@ -93,6 +95,7 @@ def _batches(
                     response_ids=ids,
                     finished=finished,
                     end_token_id=end_token_id,
+                    encoded=encoded,
                 )
             )
             size += len(chunk)

@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,9 @@ class CandidateRecord:
 
     def to_json(self) -> str:
         """One JSON line (no newline); optional fields are left out when unset."""
-        data = {k: v for k, v in asdict(self).items() if v is not None or k == "score"}
+        data = {
+            name: value for name in _FIELDS if (value := getattr(self, name)) is not None or name == "score"
+        }
         return json.dumps(data, ensure_ascii=False, allow_nan=False)
 
     @classmethod
@@ -93,17 +95,18 @@ class CandidateRecord:
         """Validate a decoded JSON object; unknown or missing fields are errors."""
         if not isinstance(data, dict):
             raise StoreError(f"{where}: expected a JSON object, got {_type(data)}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
+        if unknown := sorted(set(data).difference(_FIELDS)):
             raise StoreError(f"{where}: unknown field(s) {unknown}")
-        missing = [f.name for f in fields(cls) if f.name not in data and f.name not in _OPTIONAL]
-        if missing:
+        if missing := [name for name in _REQUIRED if name not in data]:
             raise StoreError(f"{where}: missing field(s) {missing}")
         try:
             return cls(**data)
         except StoreError as err:
             raise StoreError(f"{where}: {err}") from err
+
+
+_FIELDS = tuple(f.name for f in fields(CandidateRecord))
+_REQUIRED = tuple(name for name in _FIELDS if name not in _OPTIONAL)
 
 
 def _type(value: Any) -> str:
@@ -181,17 +184,34 @@ def read_candidates(path: str | os.PathLike[str]) -> list[CandidateRecord]:
     return records
 
 
+def _file_version(path: Path) -> tuple[int, int, int]:
+    """(inode, modification time in ns, size) of ``path``: changes whenever the file is replaced."""
+    stat = path.stat()
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 def write_records_atomic(path: str | os.PathLike[str], records: Iterable[CandidateRecord]) -> None:
     """Atomically replace the whole file ``path`` with ``records``."""
     atomic_write_bytes(path, _encode(records))
 
 
+CACHE_BYTES = 64 * 2**20
+"""File bytes of candidate records a :class:`CandidateStore` keeps parsed between reads."""
+
+
 class CandidateStore:
-    """The candidate files of one run directory, one file per iteration."""
+    """The candidate files of one run directory, one file per iteration.
+
+    The stages of an iteration read the same files several times, so the records of the files read or
+    written last (up to ``CACHE_BYTES`` of file) stay parsed. A cached file is used only while it is
+    unchanged on disk (same inode, modification time and size): files are only ever replaced whole, so
+    a write by anything else shows as a new inode.
+    """
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = Path(run_dir)
         self.directory = self.run_dir / "candidates"
+        self._cache: dict[Path, tuple[tuple[int, int, int], list[CandidateRecord]]] = {}
 
     def path(self, iteration: int) -> Path:
         """The file of ``iteration``: ``<run_dir>/candidates/iter_<iteration>.jsonl``."""
@@ -208,14 +228,30 @@ class CandidateStore:
 
     def read(self, iteration: int) -> list[CandidateRecord]:
         """All records of ``iteration`` (see :func:`read_records`)."""
-        return read_records(self.path(iteration))
+        path = self.path(iteration)
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == _file_version(path):
+            return list(cached[1])
+        records = read_records(path)
+        self._remember(path, records)
+        return list(records)
 
     def replace(self, iteration: int, records: Iterable[CandidateRecord]) -> None:
         """Atomically rewrite ``iteration``'s file with ``records`` (e.g. after scoring)."""
         path = self.path(iteration)
         records = self._checked(iteration, records)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._cache.pop(path, None)
         write_records_atomic(path, records)
+        self._remember(path, records)
+
+    def _remember(self, path: Path, records: list[CandidateRecord]) -> None:
+        """Keep ``path``'s records parsed, dropping the oldest kept files beyond ``CACHE_BYTES``."""
+        version = _file_version(path)
+        self._cache.pop(path, None)
+        self._cache[path] = (version, records)
+        while sum(version[2] for version, _ in self._cache.values()) > CACHE_BYTES:
+            del self._cache[next(iter(self._cache))]
 
     def read_all(self, iterations: Iterable[int] | None = None) -> list[CandidateRecord]:
         """Records of ``iterations`` (all present ones when ``None``), concatenated in that order."""

@@ -109,7 +109,7 @@ def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> 
     Raises:
         InputError: a prompt has no tokens.
     """
-    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
     for i, ids in enumerate(prompt_ids):
         if not ids:
             raise InputError(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from larpo.chat import stop_token_ids
 from larpo.errors import InputError
@@ -19,6 +21,7 @@ from larpo.generation.base import (
     group,
     tokenize_prompts,
 )
+from larpo.logprobs import takes_logits_to_keep
 
 
 @contextmanager
@@ -121,23 +124,62 @@ class TransformersGenerator(Generator):
         self, prompt_ids: list[list[int]], params: SamplingParams
     ) -> tuple[list[list[str]], list[list[bool]], list[list[list[int]]]]:
         """Decoded new text, stop flags and generated ids, ``[B][k]`` each, for one batch of ``B`` prompts."""
-        input_ids, attention_mask = _left_pad(prompt_ids, self.pad_id)
-        sampling = (
-            {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
-        )
-        output = self.model.generate(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention_mask.to(self.device),
-            do_sample=not params.greedy,
-            num_return_sequences=params.num_samples,
-            max_new_tokens=params.max_new_tokens,
-            pad_token_id=self.pad_id,
-            eos_token_id=self.stop_ids if len(self.stop_ids) > 1 else self.stop_ids[0],
-            **sampling,
-        )  # [B * k, P + new], rows grouped by prompt
+        input_ids, attention_mask = (t.to(self.device) for t in _left_pad(prompt_ids, self.pad_id))
+        options = {
+            "do_sample": not params.greedy,
+            "max_new_tokens": params.max_new_tokens,
+            "pad_token_id": self.pad_id,
+            "eos_token_id": self.stop_ids if len(self.stop_ids) > 1 else self.stop_ids[0],
+        }
+        if not params.greedy:
+            options |= {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+        k = params.num_samples
+        prompt_cache = self._prompt_cache(input_ids, attention_mask) if k > 1 else None
+        if prompt_cache is not None:
+            cache_key, cache = prompt_cache
+            cache.batch_repeat_interleave(k)
+            repeated = {"input_ids": input_ids, "attention_mask": attention_mask}
+            repeated = {name: value.repeat_interleave(k, dim=0) for name, value in repeated.items()}
+            output = self.model.generate(**repeated, **{cache_key: cache}, **options)
+        else:
+            output = self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, num_return_sequences=k, **options
+            )  # [B * k, P + new], rows grouped by prompt
         decoded = [
             decode_response(self.tokenizer, tokens, self.stop_ids)
             for tokens in output[:, input_ids.shape[1] :].tolist()
         ]
-        k = params.num_samples
         return tuple(group([sample[part] for sample in decoded], k) for part in range(3))
+
+    def _prompt_cache(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[str, Any] | None:
+        """The KV cache of all but the last token of each prompt, and the keyword ``generate`` takes it by;
+        None where it cannot be shared (see :func:`shareable_cache`).
+
+        Sampling ``k`` answers per prompt, ``generate`` would encode each prompt ``k`` times. Encoded once
+        here and repeated ``k`` times, the cache leaves ``generate`` only the last prompt token of each row
+        to encode. Positions follow ``generate``'s own rule (the running count of unpadded tokens), so the
+        samples are the plain call's up to float rounding, drawn from the same random stream.
+        """
+        generation_config = getattr(self.model, "generation_config", None)
+        if input_ids.shape[1] < 2 or getattr(generation_config, "cache_implementation", None) is not None:
+            return None
+        positions = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        only_cache = {"logits_to_keep": 1} if takes_logits_to_keep(self.model) else {}  # logits unused
+        prefix = self.model(
+            input_ids=input_ids[:, :-1],
+            attention_mask=attention_mask[:, :-1],
+            position_ids=positions[:, :-1],
+            use_cache=True,
+            **only_cache,
+        )
+        cache_key = "cache" if "cache" in prefix else "past_key_values"
+        cache = prefix.get(cache_key)
+        return (cache_key, cache) if shareable_cache(cache) else None
+
+
+def shareable_cache(cache: Any) -> bool:
+    """Whether ``cache`` can be repeated per sample and continued by ``generate``: a plain ``DynamicCache``
+    whose layers are full or sliding-window attention (not static, quantized, offloaded or recurrent)."""
+    if type(cache) is not DynamicCache:
+        return False
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers)

@@ -121,8 +121,9 @@ class RunContext:
     def run_dir(self) -> Path:
         return Path(self.config.output_dir)
 
-    @property
+    @cached_property
     def store(self) -> CandidateStore:
+        """The run's candidate store (one object, so that its read cache lasts the run)."""
         return CandidateStore(self.run_dir)
 
     @property

@@ -7,6 +7,7 @@ the previous adapter; only adapter weights train and only they are saved.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from larpo.adapters import add_lora
-from larpo.data import tokenize_list
+from larpo.data import encode_texts, tokenize_list, untokenized_texts
 from larpo.faults import fault_point
 from larpo.model_io import resolve_dtype
 from larpo.run.context import RunContext
@@ -59,9 +60,12 @@ def train_on_lists(ctx: RunContext, s: int, model, tokenizer, lists: list[dict[s
     if not lists:
         return {"lists": 0, "steps": 0, "loss": None, "ranking_accuracy": None}
     examples = []
+    texts = (untokenized_texts(x["prompt"], x["responses"], x.get("response_ids")) for x in lists)
+    encoded = encode_texts(tokenizer, itertools.chain.from_iterable(texts))
     for item in lists:  # the stored prompt is already rendered; sampled candidates train on their ids
         example = tokenize_list(tokenizer, item["prompt"], item["responses"], response_ids=item.get("response_ids"),
-                                finished=item.get("finished"), end_token_id=ctx.chat.end_token_id)  # fmt: skip
+                                finished=item.get("finished"), end_token_id=ctx.chat.end_token_id,
+                                encoded=encoded)  # fmt: skip
         example["scores"], example["reference_logps"] = item["scores"], item["reference_logps"]
         examples.append(example)
     output_dir = str(ctx.iteration_dir(s) / "trainer")

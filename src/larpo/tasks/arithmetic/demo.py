@@ -51,11 +51,11 @@ class DemoSettings:
     memorization: str = "previous"
     num_candidates: int = 8
     temperature: float = 1.0
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     beta: float = 0.02
     nll_weight: float = 1.0
     epochs: float = 2.0
-    batch_size: int = 16
+    batch_size: int = 32
     eval_samples: int = 16
     eval_samples_between: int = 4
     warmup_ratio: float = 0.1

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from larpo.data import tokenize_list
+from larpo.data import encode_texts, tokenize_list
 from larpo.errors import InputError
 from larpo.generation import TransformersGenerator
 from larpo.tasks.arithmetic.problems import answer
 
 GENERATION_BATCH_SIZE = 256
+FUSED_ADAMW = ("cpu", "cuda")
+"""Devices on which torch's AdamW has a fused kernel (``fused=True``)."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,20 @@ def sft(
     if targets is not None and len(targets) != len(train_prompts):
         raise InputError(f"{len(train_prompts)} training prompts but {len(targets)} targets")
     targets = targets if targets is not None else [answer(p) for p in train_prompts]
+    encoded = encode_texts(tokenizer, [*train_prompts, *targets])
     examples = [
-        _example(tokenizer, prompt, target) for prompt, target in zip(train_prompts, targets, strict=True)
+        _example(tokenizer, prompt, target, encoded)
+        for prompt, target in zip(train_prompts, targets, strict=True)
     ]
+    table = _collate(examples, tokenizer.pad_token_id)  # every example once; a batch takes its rows
+    lengths = table["attention_mask"].sum(dim=1)
     max_new_tokens = answer_budget(eval_prompts) if eval_prompts else 0
     rng = random.Random(seed)
     order: list[int] = []
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    # the fused kernel where torch has one (as transformers' Trainer defaults to); the same update rule
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=learning_rate, fused=model.device.type in FUSED_ADAMW
+    )
     history: list[SFTRecord] = []
     losses: list[float] = []
     model.train()
@@ -92,7 +101,7 @@ def sft(
         while len(order) < batch_size:
             order += rng.sample(range(len(examples)), len(examples))
         batch, order = order[:batch_size], order[batch_size:]
-        inputs = _collate([examples[i] for i in batch], tokenizer.pad_token_id)
+        inputs = _rows(table, lengths, batch)
         loss = model(**{k: v.to(model.device) for k, v in inputs.items()}).loss
         optimizer.zero_grad()
         loss.backward()
@@ -111,9 +120,11 @@ def sft(
     return history
 
 
-def _example(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str) -> tuple[list[int], list[int]]:
+def _example(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, encoded: dict[str, list[int]] | None = None
+) -> tuple[list[int], list[int]]:
     """Prompt ids and target ids (EOS included), tokenized exactly as for the preference stage."""
-    example = tokenize_list(tokenizer, prompt, [target])
+    example = tokenize_list(tokenizer, prompt, [target], encoded=encoded)
     return example["prompt_ids"], example["response_ids"][0]
 
 
@@ -129,3 +140,11 @@ def _collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[s
         attention_mask[row, :end] = 1
         labels[row, len(prompt) : end] = torch.tensor(response)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _rows(table: dict[str, torch.Tensor], lengths: torch.Tensor, rows: list[int]) -> dict[str, torch.Tensor]:
+    """``rows`` of the collated ``table`` cut to their longest sequence: what :func:`_collate` gives for
+    those examples alone."""
+    index = torch.tensor(rows)
+    width = int(lengths[index].max())
+    return {name: values[index, :width] for name, values in table.items()}
