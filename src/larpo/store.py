@@ -195,7 +195,7 @@ def write_records_atomic(path: str | os.PathLike[str], records: Iterable[Candida
     atomic_write_bytes(path, _encode(records))
 
 
-CACHE_BYTES = 64 * 2**20
+CACHE_BYTES = 32 * 2**20
 """File bytes of candidate records a :class:`CandidateStore` keeps parsed between reads."""
 
 
