@@ -43,21 +43,16 @@ PATHS = ("generate", "generate-per-sample", "generate-static", "generate-compile
 
 @contextmanager
 def generate_options(model, path: str):
-    """``model.generate`` as ``path`` runs it (a static cache, a compiled forward, no shared prompt cache),
-    restored after."""
+    """``model.generate`` as ``path`` runs it (a static cache, a compiled forward), restored after."""
     saved_cache, saved_forward = model.generation_config.cache_implementation, model.forward
-    saved_prompt_cache = TransformersGenerator._prompt_cache
     if path in ("generate-static", "generate-compiled"):
         model.generation_config.cache_implementation = "static"  # the generator then encodes per sample
     if path == "generate-compiled":
         model.forward = torch.compile(saved_forward, dynamic=False)
-    if path == "generate-per-sample":
-        TransformersGenerator._prompt_cache = lambda self, input_ids, attention_mask: None
     try:
         yield
     finally:
         model.generation_config.cache_implementation, model.forward = saved_cache, saved_forward
-        TransformersGenerator._prompt_cache = saved_prompt_cache
 
 
 def measure(generator: TransformersGenerator, prompts: list[str], params: SamplingParams) -> dict:
@@ -102,6 +97,7 @@ def run(args) -> dict:
                 tokenizer,
                 batch_size=batch_size,
                 stop_ids=chat.stop_token_ids(model),
+                share_prompt_cache=path != "generate-per-sample",
             )
             name = f"{path} batch={batch_size} threads={threads}"
             with generate_options(model, path):

@@ -215,19 +215,14 @@ def test_empty_prompt_is_an_input_error(random_model):
         TransformersGenerator(*random_model).generate(["1=", ""], SamplingParams(num_samples=1))
 
 
-def _plain_generate(monkeypatch):
-    """Make TransformersGenerator call ``generate`` with ``num_return_sequences`` and no prompt cache."""
-    monkeypatch.setattr(TransformersGenerator, "_prompt_cache", lambda self, input_ids, attention_mask: None)
-
-
-def test_samples_from_the_shared_prompt_cache_are_those_of_the_plain_call(random_model, monkeypatch):
+def test_samples_from_the_shared_prompt_cache_are_those_of_the_plain_call(random_model):
     model, tokenizer = random_model
     prompts = [*PROMPTS, "5", "123456789+1="]  # one-token and long prompts: left padding on both sides
-    generator = TransformersGenerator(model, tokenizer, batch_size=4)
     params = SamplingParams(num_samples=6, temperature=1.0, max_new_tokens=6, seed=3)
-    shared = generator.generate(prompts, params)
-    _plain_generate(monkeypatch)
-    plain = generator.generate(prompts, params)
+    shared = TransformersGenerator(model, tokenizer, batch_size=4).generate(prompts, params)
+    plain = TransformersGenerator(model, tokenizer, batch_size=4, share_prompt_cache=False).generate(
+        prompts, params
+    )
     assert shared.token_ids == plain.token_ids
     assert (shared.responses, shared.counts) == (plain.responses, plain.counts)
     distinct = {tuple(map(tuple, ids)) for ids in plain.token_ids}
@@ -260,3 +255,17 @@ def test_a_static_cache_model_samples_without_the_shared_prompt_cache(random_mod
     TransformersGenerator(model, tokenizer, batch_size=4).generate(PROMPTS, SamplingParams(num_samples=2))
     assert [(call["input_ids"].shape[0], call["num_return_sequences"]) for call in calls] == [(4, 2)]
     assert not any(key in calls[0] for key in ("cache", "past_key_values"))
+
+
+def test_a_cache_that_cannot_be_repeated_turns_the_shared_prompt_cache_off_once(random_model, monkeypatch):
+    import larpo.generation.transformers_backend as backend
+
+    model, tokenizer = random_model
+    checked, calls = [], []
+    monkeypatch.setattr(backend, "shareable_cache", lambda cache: checked.append(cache) or False)
+    original = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kwargs: calls.append(kwargs) or original(**kwargs))
+    generator = TransformersGenerator(model, tokenizer, batch_size=2)
+    generator.generate(PROMPTS, SamplingParams(num_samples=3))
+    assert len(checked) == 1 and not generator.share_prompt_cache  # one prefix pass, not one per batch
+    assert [(call["input_ids"].shape[0], call["num_return_sequences"]) for call in calls] == [(2, 3), (2, 3)]

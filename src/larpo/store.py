@@ -241,7 +241,6 @@ class CandidateStore:
         path = self.path(iteration)
         records = self._checked(iteration, records)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._cache.pop(path, None)
         write_records_atomic(path, records)
         self._remember(path, records)
 

@@ -74,6 +74,9 @@ class TransformersGenerator(Generator):
         device: where input tensors are placed; defaults to the device of the model's parameters.
         stop_ids: the ids that end a sample; default :func:`larpo.chat.stop_token_ids` (the model's
             generation-config EOS ids, the tokenizer's EOS and the chat template's end-of-turn token).
+        share_prompt_cache: with several samples per prompt, encode each prompt once and repeat its KV cache
+            for its samples (the same samples; turned off by itself for a model whose cache cannot be
+            repeated). False: ``generate`` with ``num_return_sequences``, which encodes it once per sample.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class TransformersGenerator(Generator):
         batch_size: int = 32,
         device: str | torch.device | None = None,
         stop_ids: Sequence[int] | None = None,
+        share_prompt_cache: bool = True,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -96,6 +100,7 @@ class TransformersGenerator(Generator):
         self.eos_id: int = tokenizer.eos_token_id
         self.stop_ids: list[int] = list(stop_ids) if stop_ids else stop_token_ids(model, tokenizer)
         self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.share_prompt_cache = share_prompt_cache
 
     def generate(self, prompts: list[str], params: SamplingParams) -> Generations:
         """``params.num_samples`` samples per prompt, deduplicated per prompt (see :class:`Generations`)."""
@@ -134,7 +139,9 @@ class TransformersGenerator(Generator):
         if not params.greedy:
             options |= {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
         k = params.num_samples
-        prompt_cache = self._prompt_cache(input_ids, attention_mask) if k > 1 else None
+        prompt_cache = (
+            self._prompt_cache(input_ids, attention_mask) if k > 1 and self.share_prompt_cache else None
+        )
         if prompt_cache is not None:
             cache_key, cache = prompt_cache
             cache.batch_repeat_interleave(k)
@@ -174,7 +181,12 @@ class TransformersGenerator(Generator):
         )
         cache_key = "cache" if "cache" in prefix else "past_key_values"
         cache = prefix.get(cache_key)
-        return (cache_key, cache) if shareable_cache(cache) else None
+        if not shareable_cache(cache):
+            self.share_prompt_cache = (
+                False  # the model's cache type does not change: don't encode twice again
+            )
+            return None
+        return cache_key, cache
 
 
 def shareable_cache(cache: Any) -> bool:
