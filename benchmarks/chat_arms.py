@@ -36,7 +36,8 @@ from rich.console import Console
 
 from benchutil import machine_info, write_markdown
 from larpo.baselines.grpo import run_grpo
-from larpo.evaluation.held_out import EvalSettings, evaluate_model_dir
+from larpo.evaluation.held_out import EvalSettings
+from larpo.evaluation.model_dir import evaluate_model_dir
 from larpo.run import run as run_larpo
 from larpo.run.config import RunConfig, load_run_config
 from studyutil import run_seconds

@@ -29,3 +29,14 @@ def chat_length(prompt: list[dict[str, str]], responses: list[str]) -> list[floa
     if not isinstance(prompt, list) or prompt[-1]["role"] != "user":
         raise TypeError(f"expected the prompt as its message list, got {prompt!r}")
     return [float(len(response) % 7) for response in responses]
+
+
+def weighted_overlap(prompt: str, responses: list[str], weight: float, offset: float = 0.0) -> list[float]:
+    """``digit_overlap`` times the prompt row's ``weight`` field, plus its ``offset`` (0 without one):
+    shows which prompt's fields reached which call."""
+    return [weight * score + offset for score in digit_overlap(prompt, responses)]
+
+
+def field_count(prompt, responses: list[str], **fields) -> list[float]:
+    """Takes every field (TRL's convention): the number of fields, plus the ``weight`` field if any."""
+    return [len(fields) + fields.get("weight", 0.0) for _ in responses]

@@ -186,3 +186,20 @@ def test_larpo_generate_renders_and_keeps_ids(chat_workspace, tmp_path, monkeypa
     for r in records:
         text_ids = r.response_ids[:-1] if r.finished else r.response_ids
         assert tokenizer.decode(text_ids, skip_special_tokens=True) == r.response and len(r.response_ids) <= 5
+
+
+def test_larpo_score_gives_the_reward_the_message_list(chat_workspace, tmp_path, monkeypatch, capsys):
+    """`larpo generate` keeps each prompt as the file holds it beside its rendering; `larpo score` passes
+    that message list to the reward (``chat_length`` raises on a rendered string)."""
+    root, _, messages = chat_workspace
+    candidates, scored = tmp_path / "candidates.jsonl", tmp_path / "scored.jsonl"
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", root / "model", "--prompts",
+                           root / "prompts.jsonl", "--output", candidates, "--num-candidates", 2, "--max-new-tokens", 5)  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_cli(
+        monkeypatch, capsys, "score", "--reward", REWARD, "--candidates", candidates, "--output", scored
+    )
+    assert code == 0, err
+    records = read_records(scored)
+    assert {r.prompt_id: r.original_prompt for r in records} == {f"c{i}": m for i, m in enumerate(messages)}
+    assert [r.score for r in records] == [float(len(r.response) % 7) for r in records]

@@ -357,6 +357,8 @@ def _as_negative(donor: CandidateRecord, target: CandidateRecord, source: str) -
         donor,
         prompt_id=target.prompt_id,
         prompt=target.prompt,
+        original_prompt=target.original_prompt,
+        prompt_fields=target.prompt_fields,
         score=None,
         reference_logp=None,
         source=source,

@@ -127,14 +127,17 @@ def score(args: Namespace) -> None:
     from larpo.rewards import load_reranker
     from larpo.run.score import score_records
 
-    write_records_atomic(args.output, score_records(load_reranker(args.reward), records))
+    write_records_atomic(
+        args.output, score_records(load_reranker(args.reward), records, f"{args.candidates}: ")
+    )
     prompts = len({r.prompt_id for r in records})
     print(f"scored {len(records)} candidates of {prompts} prompts; wrote {args.output}")
 
 
 def evaluate(args: Namespace) -> None:
     from larpo.chat import check_template_setting
-    from larpo.evaluation.held_out import EvalSettings, evaluate_model_dir
+    from larpo.evaluation.held_out import EvalSettings
+    from larpo.evaluation.model_dir import evaluate_model_dir
 
     check_template_setting(args.chat_template)
     settings = EvalSettings(

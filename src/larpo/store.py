@@ -16,12 +16,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from larpo.chat import PromptInput, check_prompt
 from larpo.checks import is_token_ids
 from larpo.errors import InputError
 from larpo.io import atomic_write_bytes
+from larpo.prompts import check_json_fields
 
 _ITER_FILE = re.compile(r"iter_(\d+)\.jsonl")
-_OPTIONAL = frozenset({"reference_logp", "source", "response_ids", "finished"})
+_OPTIONAL = frozenset(
+    {"reference_logp", "source", "response_ids", "finished", "original_prompt", "prompt_fields"}
+)
 
 
 class StoreError(InputError):
@@ -44,6 +48,10 @@ class CandidateRecord:
         response_ids: the sampled token ids (with the stop token when it finished), if recorded; training
             and reference log-probs then score exactly these tokens instead of re-tokenizing ``response``.
         finished: whether the sample ended with a stop token (False: cut at ``max_new_tokens``), if recorded.
+        original_prompt: the prompt as the prompts file holds it (a string or a message list), when it is not
+            ``prompt`` itself (a chat template rendered it); the reward sees this one.
+        prompt_fields: the prompt row's other fields (JSON values), when it has any; rewards that declare
+            them receive them, so a resumed run and ``larpo score`` score as the run did.
     """
 
     prompt_id: str
@@ -56,6 +64,8 @@ class CandidateRecord:
     source: str | None = None
     response_ids: list[int] | None = None
     finished: bool | None = None
+    original_prompt: PromptInput | None = None
+    prompt_fields: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("prompt_id", "prompt", "response"):
@@ -73,6 +83,23 @@ class CandidateRecord:
             object.__setattr__(self, "response_ids", _check_ids("response_ids", self.response_ids))
         if self.finished is not None and not isinstance(self.finished, bool):
             raise StoreError(f"field 'finished' must be a bool, got {_type(self.finished)}")
+        if self.original_prompt is not None:
+            try:
+                check_prompt(self.original_prompt, "field 'original_prompt'")
+            except InputError as err:
+                raise StoreError(str(err)) from None
+        if self.prompt_fields is not None:
+            if not isinstance(self.prompt_fields, dict):
+                raise StoreError(f"field 'prompt_fields' must be an object, got {_type(self.prompt_fields)}")
+            try:
+                check_json_fields(self.prompt_fields, "field 'prompt_fields'")
+            except InputError as err:
+                raise StoreError(str(err)) from None
+
+    @property
+    def reward_prompt(self) -> PromptInput:
+        """The prompt as the reward sees it: as the prompts file holds it."""
+        return self.prompt if self.original_prompt is None else self.original_prompt
 
     def to_json(self) -> str:
         """One JSON line (no newline); optional fields are left out when unset."""

@@ -25,6 +25,7 @@ from transformers.trainer_callback import PrinterCallback
 from larpo.candidates import temperature_for
 from larpo.distributed import process_state
 from larpo.errors import InputError
+from larpo.prompts import Prompt
 from larpo.rewards import Reranker
 from larpo.run import RunConfig, RunContext, execute
 
@@ -33,35 +34,48 @@ class TRLReward:
     """A larpo reranker in TRL's reward-function convention: ``reward(prompts, completions, **kwargs)``
     returns one float per completion, ``prompts[i]`` being the prompt of ``completions[i]``.
 
+    With the run's ``prompts``, the dataset's ``prompt_id`` column (which TRL passes as a keyword argument)
+    names each completion's prompt, and the reranker sees that prompt as the prompts file holds it, with
+    its row's fields, as in a LarPO run. Without them, it sees the text TRL passes and no fields.
     The completions of one prompt are scored together as one candidate list, as larpo scores a list;
     ``completions_scored`` counts every completion seen.
     """
 
     __name__ = "larpo_reward"  # TRL's name for it in its logs
 
-    def __init__(self, reranker: Reranker) -> None:
+    def __init__(self, reranker: Reranker, prompts: Sequence[Prompt] = ()) -> None:
         self.reranker = reranker
+        self.prompts = {p.prompt_id: p for p in prompts}
         self.completions_scored = 0
 
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str], **_: Any) -> list[float]:
+    def __call__(self, prompts: Sequence[str], completions: Sequence[str], **columns: Any) -> list[float]:
+        keys = columns.get("prompt_id") if self.prompts else None
         positions: dict[str, list[int]] = {}
-        for index, prompt in enumerate(prompts):
-            positions.setdefault(prompt, []).append(index)
+        for index, key in enumerate(keys or prompts):
+            positions.setdefault(key, []).append(index)
         groups = list(positions)
-        scores = self.reranker.score(groups, [[completions[i] for i in positions[p]] for p in groups])
+        inputs = [self.prompts[k] if keys else Prompt(k, k) for k in groups]
+        scores = self.reranker.score(
+            [p.original for p in inputs],
+            [[completions[i] for i in positions[k]] for k in groups],
+            [p.fields for p in inputs],
+        )
         rewards = [0.0] * len(completions)
-        for prompt, row in zip(groups, scores, strict=True):
-            for index, value in zip(positions[prompt], row, strict=True):
+        for key, row in zip(groups, scores, strict=True):
+            for index, value in zip(positions[key], row, strict=True):
                 rewards[index] = value
         self.completions_scored += len(completions)
         return rewards
 
 
-def grpo_dataset(prompts: Sequence[str]):
-    """The ``datasets.Dataset`` GRPOTrainer trains on: one plain-text ``prompt`` per row."""
+def grpo_dataset(prompts: Sequence[Prompt]):
+    """The ``datasets.Dataset`` GRPOTrainer trains on: each prompt's rendered text as ``prompt`` and its
+    id as ``prompt_id``."""
     from datasets import Dataset
 
-    return Dataset.from_dict({"prompt": list(prompts)})
+    return Dataset.from_dict(
+        {"prompt": [p.text for p in prompts], "prompt_id": [p.prompt_id for p in prompts]}
+    )
 
 
 def grpo_config(config: RunConfig, iteration: int, output_dir: str, show_progress: bool = False):
@@ -94,9 +108,9 @@ def grpo_config(config: RunConfig, iteration: int, output_dir: str, show_progres
 
 
 def train_grpo(
-    model, tokenizer, prompts: Sequence[str], reward: TRLReward, args, callbacks=()
+    model, tokenizer, prompts: Sequence[Prompt], reward: TRLReward, args, callbacks=()
 ) -> dict[str, Any]:
-    """Train ``model`` in place with GRPOTrainer on ``prompts``; stats from TRL's logs."""
+    """Train ``model`` in place with GRPOTrainer on ``prompts`` (rendered); stats from TRL's logs."""
     from trl import GRPOTrainer
 
     before = reward.completions_scored
@@ -133,8 +147,9 @@ def grpo_train(ctx: RunContext, s: int) -> dict[str, Any]:
     ctx.release_policies()  # training changes the weights: never reuse a kept copy
     model, tokenizer = ctx.load(ctx.model_path(s - 1), trainable=True, dtype="float32")
     args = grpo_config(ctx.config, s, str(ctx.iteration_dir(s) / "trainer"), ctx.console.is_terminal)
-    prompts = [p.text for p in ctx.prompts_for(s)]
-    stats = train_grpo(model, tokenizer, prompts, TRLReward(ctx.reranker), args, ctx.train_callbacks(s))
+    prompts = ctx.prompts_for(s)
+    reward = TRLReward(ctx.reranker, prompts)
+    stats = train_grpo(model, tokenizer, prompts, reward, args, ctx.train_callbacks(s))
     ctx.save_checkpoint(s, model, tokenizer, stats)
     return stats
 

@@ -7,7 +7,6 @@ built-in graded arithmetic reward).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from larpo.evaluation.metrics import kendall_tau, mean_pass_at_k, ndcg_at_k, sca
 from larpo.generation import Generator, SamplingParams
 from larpo.reference import response_logps
 from larpo.rewards import Reranker
+from larpo.rewards.base import Fields
 
 
 @dataclass(frozen=True)
@@ -57,19 +57,21 @@ def evaluate_policy(
     baseline: Generator | None = None,
     keep_samples: bool = False,
     reward_prompts: list | None = None,
+    reward_fields: Fields | None = None,
 ) -> dict[str, Any]:
     """Greedy accuracy and reward, pass@k and the Recall@N curve per temperature, optional best-of-N
     and win rate against a baseline policy's greedy outputs. With ``keep_samples`` the first temperature's
     distinct samples and their scores are returned under ``samples`` (held-out candidate lists).
     ``prompts`` are the texts the policy sees (rendered in its chat template); the reranker gets
-    ``reward_prompts`` (the prompts as the file holds them, strings or message lists), default ``prompts``.
+    ``reward_prompts`` (the prompts as the file holds them, strings or message lists), default ``prompts``,
+    and ``reward_fields`` (each prompt row's other fields), default none.
 
     Returns a JSON-ready dict; ``pass_at_k`` is for the first temperature, ``pass_at_k_by_temperature``
     and ``recall_curve`` (pass@N for N = 1..num_samples) cover all of them.
     """
-    scored = prompts if reward_prompts is None else reward_prompts
+    score = _scorer(reranker, prompts if reward_prompts is None else reward_prompts, reward_fields)
     greedy = generator.greedy(prompts, settings.max_new_tokens)
-    greedy_scores = [s[0] for s in reranker.score(scored, [[g] for g in greedy])]
+    greedy_scores = [s[0] for s in score([[g] for g in greedy])]
     result: dict[str, Any] = {
         "prompts": len(prompts),
         "greedy_accuracy": _fraction(s >= settings.correct_threshold for s in greedy_scores),
@@ -85,7 +87,7 @@ def evaluate_policy(
             seed=settings.seed + index,
         )
         generations = generator.generate(prompts, params)
-        scores = reranker.score(scored, generations.responses)
+        scores = score(generations.responses)
         totals = [sum(c) for c in generations.counts]
         correct = [
             sum(c for c, s in zip(counts, row, strict=True) if s >= settings.correct_threshold)
@@ -101,8 +103,9 @@ def evaluate_policy(
     result["recall_curve"] = curves
     if settings.best_of:
         picked = best_of_n(generator, reranker, prompts, settings.best_of, settings.temperatures[0],
-                           settings.max_new_tokens, settings.seed, reward_prompts=scored)  # fmt: skip
-        picked_scores = [s[0] for s in reranker.score(scored, [[p] for p in picked])]
+                           settings.max_new_tokens, settings.seed, reward_prompts=reward_prompts,
+                           reward_fields=reward_fields)  # fmt: skip
+        picked_scores = [s[0] for s in score([[p] for p in picked])]
         result["best_of_n"] = {
             "n": settings.best_of,
             "accuracy": _fraction(s >= settings.correct_threshold for s in picked_scores),
@@ -110,10 +113,15 @@ def evaluate_policy(
         }
     if baseline is not None:
         baseline_outputs = baseline.greedy(prompts, settings.max_new_tokens)
-        baseline_scores = [s[0] for s in reranker.score(scored, [[b] for b in baseline_outputs])]
+        baseline_scores = [s[0] for s in score([[b] for b in baseline_outputs])]
         result["win_rate"] = win_rate(greedy_scores, baseline_scores)
     result["greedy_outputs"] = greedy
     return result
+
+
+def _scorer(reranker: Reranker, prompts: list, fields: Fields | None):
+    """``responses -> scores`` of ``reranker`` for these prompts and fields."""
+    return lambda responses: reranker.score(prompts, responses, fields)
 
 
 def evaluation_batches(settings: EvalSettings, prompts: int, baseline: bool = False) -> int:
@@ -131,13 +139,15 @@ def best_of_n(
     seed: int = 0,
     *,
     reward_prompts: list | None = None,
+    reward_fields: Fields | None = None,
 ) -> list[str]:
     """Retriever-reranker inference: sample ``n`` responses, return the one the reranker scores highest
-    (it sees ``reward_prompts`` when given, as in :func:`evaluate_policy`)."""
+    (it sees ``reward_prompts`` and ``reward_fields`` when given, as in :func:`evaluate_policy`)."""
     generations = generator.generate(
         prompts, SamplingParams(n, temperature, max_new_tokens=max_new_tokens, seed=seed)
     )
-    scores = reranker.score(prompts if reward_prompts is None else reward_prompts, generations.responses)
+    score = _scorer(reranker, prompts if reward_prompts is None else reward_prompts, reward_fields)
+    scores = score(generations.responses)
     return [
         max(zip(row_scores, responses, strict=True), key=lambda pair: pair[0])[1]
         for row_scores, responses in zip(scores, generations.responses, strict=True)
@@ -207,132 +217,6 @@ def rankable_lists(kept: dict[str, list], limit: int) -> list[int]:
     return [i for i, (responses, scores) in enumerate(pairs) if len(responses) > 1 and len(set(scores)) > 1][
         :limit
     ]
-
-
-def evaluate_model_dir(
-    model: Path,
-    prompts: Path,
-    reward: str,
-    output: Path,
-    settings: EvalSettings,
-    *,
-    batch_size: int = 64,
-    dtype: str = "auto",
-    baseline_model: Path | None = None,
-    alpaca_eval: Path | None = None,
-    chat_template: str = "auto",
-    baseline: Path | None = None,
-    reference: Path | None = None,
-) -> dict[str, Any]:
-    """``larpo eval``: :func:`evaluate_policy` of the model directory ``model`` on the prompts file
-    ``prompts`` with the reranker ``reward``; writes ``eval.json`` and ``pass_at_n.png`` to ``output``
-    (and AlpacaEval outputs to ``alpaca_eval``). The win rate is against ``baseline_model``'s greedy outputs.
-    Prompts are rendered under ``chat_template`` and samples stop at the policy's stop ids.
-
-    ``baseline``: another ``larpo eval`` output directory, or a model directory (evaluated with the same
-    settings, and the win-rate baseline unless ``baseline_model`` is given); its pass@N curve is drawn
-    beside. ``reference`` (default: the initial model of the run ``model`` belongs to) gives the implicit
-    reward whose NDCG and Kendall tau against the reranker are reported when the reward is graded.
-    """
-    from larpo.chat import ChatFormat
-    from larpo.evaluation.plots import plot_recall_curves
-    from larpo.generation import TransformersGenerator
-    from larpo.io import atomic_write_json
-    from larpo.model_io import check_prompt_lengths, fitting_max_new_tokens, load_policy
-    from larpo.progress import generation_progress
-    from larpo.prompts import load_prompts, rendered
-    from larpo.rewards import load_reranker
-
-    items = load_prompts(prompts)
-    reranker = load_reranker(reward)
-    baseline_result = _baseline_eval(baseline)
-    reference = reference or _run_initial_model(model)
-    policy, tokenizer = load_policy(model, dtype)
-    chat = ChatFormat(tokenizer, chat_template)
-    items = rendered(items, chat, f"{prompts}: ")
-    if settings.max_new_tokens is None:  # the default: as long as the model's context allows, up to 64
-        budget = fitting_max_new_tokens(policy, tokenizer, (p.text for p in items))
-        settings = dataclasses.replace(settings, max_new_tokens=budget)
-    check_prompt_lengths(policy, tokenizer, [(repr(p.prompt_id), p.text) for p in items],
-                         max_new_tokens=settings.max_new_tokens, where=f"{prompts}: ")  # fmt: skip
-    texts = [p.text for p in items]
-
-    originals = [p.original for p in items]
-
-    def generator(path: Path) -> TransformersGenerator:
-        other, other_tokenizer = load_policy(path, dtype)
-        stop_ids = ChatFormat(other_tokenizer, chat_template).stop_token_ids(other)
-        return TransformersGenerator(other, other_tokenizer, batch_size=batch_size, stop_ids=stop_ids)
-
-    if baseline is not None and baseline_result is None:  # a model directory: evaluate it the same way
-        baseline_result = evaluate_policy(
-            generator(baseline), reranker, texts, settings, reward_prompts=originals
-        )
-        baseline_model = baseline_model or baseline
-    versus = generator(baseline_model) if baseline_model is not None else None
-    keep = reference is not None and settings.num_samples > 1
-    policy_generator = TransformersGenerator(
-        policy, tokenizer, batch_size=batch_size, stop_ids=chat.stop_token_ids(policy)
-    )
-    total = evaluation_batches(settings, len(texts), versus is not None)
-    with generation_progress([g for g in (policy_generator, versus) if g], f"evaluating {model}", total):
-        result = evaluate_policy(policy_generator, reranker, texts, settings, baseline=versus, keep_samples=keep,
-                                 reward_prompts=originals)  # fmt: skip
-    kept = result.pop("samples", None)
-    chosen = rankable_lists(kept, RANKING_PROMPTS) if kept else []
-    if chosen:
-        rewards = implicit_rewards_of_lists(policy, load_policy(reference, dtype)[0].to(policy.device), tokenizer,
-                                            [texts[i] for i in chosen], [kept["responses"][i] for i in chosen],
-                                            beta=1.0, end_token_id=chat.end_token_id)  # fmt: skip  # order independent of beta
-        result.update(ranking_quality(rewards, [kept["scores"][i] for i in chosen]), reference=str(reference))
-    result["model"] = model_label(model)
-    if baseline_result is not None:
-        result["baseline"] = {k: baseline_result.get(k) for k in ("model", "greedy_accuracy", "mean_reward",
-                                                                  "pass_at_k", "recall_curve")}  # fmt: skip
-        result["baseline"]["model"] = baseline_result.get("model") or model_label(baseline)
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output / "eval.json", result)
-    plot_recall_curves(result["recall_curve"], output / "pass_at_n.png", f"pass@N of {result['model']}",
-                       name=result["model"], baseline=(result.get("baseline") or {}).get("recall_curve"),
-                       baseline_name=(result.get("baseline") or {}).get("model", "baseline"))  # fmt: skip
-    if alpaca_eval is not None:
-        export_alpaca_eval(alpaca_eval, texts, result["greedy_outputs"], model.name)
-    return result
-
-
-def model_label(model: Path) -> str:
-    """A readable name of a model directory: ``demo/sft``, or ``my_run/iter_2`` for ``my_run/iter_2/model``."""
-    parts = Path(model).absolute().parts
-    if parts[-1] in ("model", "merged") and len(parts) >= 3 and parts[-2].startswith("iter_"):
-        return f"{parts[-3]}/{parts[-2]}"
-    return "/".join(parts[-2:])
-
-
-def _baseline_eval(baseline: Path | None) -> dict[str, Any] | None:
-    """The results of a ``larpo eval`` output directory ``baseline``; None for a model directory."""
-    if baseline is None:
-        return None
-    if (baseline / "eval.json").is_file():
-        try:
-            return json.loads((baseline / "eval.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"{baseline / 'eval.json'}: unreadable ({error})") from None
-    if not (baseline / "config.json").is_file() and not (baseline / "adapter_config.json").is_file():
-        raise InputError(
-            f"{baseline}: --baseline is neither a larpo eval output (eval.json) nor a model directory"
-        )
-    return None
-
-
-def _run_initial_model(model: Path) -> Path | None:
-    """The initial model of the run that ``model`` (``RUN/iter_<s>/model``) belongs to, if any."""
-    manifest = Path(model).absolute().parent.parent / "manifest.json"
-    if Path(model).name != "model" or not manifest.is_file():
-        return None
-    from larpo.run.manifest import read_manifest
-
-    initial = Path(read_manifest(manifest)["config"]["model"])
-    return initial if initial.is_dir() else None
 
 
 def _fraction(flags) -> float:

@@ -84,8 +84,12 @@ class RunContext:
                 f"{len(prompts)} prompts"
             )
         reranker = load_reranker(config.reward)
+        reranker.check_fields([(p.prompt_id, p.fields) for p in prompts], f"{config.prompts}: ")
         eval_prompts = load_prompts(config.eval_prompts) if config.eval_prompts else []
         eval_reranker = load_reranker(config.eval_reward) if config.eval_reward else reranker
+        eval_reranker.check_fields(
+            [(p.prompt_id, p.fields) for p in eval_prompts], f"{config.eval_prompts}: "
+        )
         _check_backends(config, state.num_processes)
         run_dir = Path(config.output_dir)
         manifest = Manifest(run_dir / "manifest.json", {})  # replaced below, once the model has loaded
@@ -210,13 +214,10 @@ class RunContext:
         """Whether candidates keep their stop flag: with sampled ids, or to drop truncated samples."""
         return self.records_ids or not self.config.keep_truncated
 
-    def original_prompt(self, prompt_id: str):
-        """The prompt ``prompt_id`` as the prompts file holds it (a string or a message list)."""
-        return self._originals[prompt_id]
-
     @cached_property
-    def _originals(self) -> dict[str, Any]:
-        return {p.prompt_id: p.original for p in self.prompts}
+    def prompts_by_id(self) -> dict[str, Prompt]:
+        """The run's prompts by id."""
+        return {p.prompt_id: p for p in self.prompts}
 
     def prompts_for(self, s: int) -> list[Prompt]:
         """The prompts of iteration ``s``: all, or a seeded sample of ``prompts_per_iteration``."""

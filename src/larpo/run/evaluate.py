@@ -41,6 +41,7 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
             result = evaluate_policy(
                 generator, ctx.eval_reranker, texts, settings, keep_samples=keep,
                 reward_prompts=[p.original for p in ctx.eval_prompts],
+                reward_fields=[p.fields for p in ctx.eval_prompts],
             )  # fmt: skip
         kept = result.pop("samples", None)
         if kept:

@@ -82,8 +82,9 @@ def sample_candidates(
     finished: bool = False,
 ) -> list[CandidateRecord]:
     """The policy's candidates for ``prompts`` (rendered: ``Prompt.text`` is what the model saw and what
-    the records keep): the samples of every entry of ``params`` (one per temperature), each response
-    once per prompt, with the temperature, token ids and stop flag of the sample that first gave it.
+    the records keep, with the prompt as the file holds it and the row's fields for the reward): the samples
+    of every entry of ``params`` (one per temperature), each response once per prompt, with the
+    temperature, token ids and stop flag of the sample that first gave it.
     ``ids`` / ``finished``: keep the sampled token ids / stop flag in the records."""
     per_prompt: list[dict[str, tuple]] = [{} for _ in prompts]
     for group in params:
@@ -104,6 +105,8 @@ def sample_candidates(
             source="policy",
             response_ids=sample_ids if ids else None,
             finished=flag if finished else None,
+            original_prompt=None if p.original == p.text else p.original,
+            prompt_fields=p.fields or None,
         )  # fmt: skip
         for p, seen in zip(prompts, per_prompt, strict=True)
         for response, (temperature, sample_ids, flag) in seen.items()

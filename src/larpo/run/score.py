@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from larpo.chat import PromptInput
 from larpo.faults import fault_point
 from larpo.io import atomic_write_json
+from larpo.prompts import Prompt
 from larpo.rewards import Reranker
 from larpo.run.context import RunContext, chunked
 from larpo.store import CandidateRecord, group_by_prompt
@@ -36,7 +37,7 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
         paths = [parts / f"{index:06d}.json" for index in range(len(chunks))]
 
         def score_chunk(index: int) -> None:
-            scores = score_groups(ctx.reranker, records, chunks[index], ctx.original_prompt)
+            scores = score_groups(ctx.reranker, records, chunks[index], ctx.prompts_by_id)
             atomic_write_json(paths[index], scores)
             fault_point("score.chunk")
 
@@ -63,22 +64,42 @@ def score_groups(
     reranker: Reranker,
     records: list[CandidateRecord],
     groups: list[list[int]],
-    original: Callable[[str], PromptInput] | None = None,
+    prompts: Mapping[str, Prompt] | None = None,
 ) -> list[list[float]]:
     """The reranker's scores of each group of records (positions in ``records`` of one prompt's).
 
-    The reranker gets each prompt as ``original(prompt_id)`` gives it (a run's prompts as the file holds
-    them, a string or a message list, as TRL passes them to reward functions), else the stored prompt.
+    The reranker gets each prompt as the prompts file holds it (a string or a message list, as TRL passes
+    them to reward functions) with its row's fields, both as the records keep them; records that keep
+    neither (written before records kept them) take them from ``prompts`` (by id) when it has the prompt.
     """
-    first = [records[group[0]] for group in groups]
-    prompts = [original(r.prompt_id) if original else r.prompt for r in first]
+    inputs = [reward_input(records[group[0]], prompts or {}) for group in groups]
     responses = [[records[i].response for i in group] for group in groups]
-    return reranker.score(prompts, responses)
+    return reranker.score([prompt for prompt, _ in inputs], responses, [fields for _, fields in inputs])
 
 
-def score_records(reranker: Reranker, records: list[CandidateRecord]) -> list[CandidateRecord]:
-    """``records`` with their scores, all prompt groups in one reranker call (``larpo score``)."""
+def reward_input(
+    record: CandidateRecord, prompts: Mapping[str, Prompt]
+) -> tuple[PromptInput, dict[str, Any]]:
+    """The prompt and fields the reward sees for ``record`` (see :func:`score_groups`)."""
+    kept = record.original_prompt is not None or record.prompt_fields is not None
+    if not kept and record.prompt_id in prompts:
+        prompt = prompts[record.prompt_id]
+        return prompt.original, prompt.fields
+    return record.reward_prompt, record.prompt_fields or {}
+
+
+def score_records(
+    reranker: Reranker, records: list[CandidateRecord], where: str = ""
+) -> list[CandidateRecord]:
+    """``records`` with their scores, all prompt groups in one reranker call (``larpo score``).
+
+    Raises:
+        RewardError: a prompt whose fields the reranker cannot take (checked before any is scored).
+    """
     groups = list(group_by_prompt(records).values())
+    reranker.check_fields(
+        [(records[g[0]].prompt_id, records[g[0]].prompt_fields or {}) for g in groups], where
+    )
     return _with_scores(records, [groups], [score_groups(reranker, records, groups)])
 
 

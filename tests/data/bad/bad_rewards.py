@@ -42,3 +42,13 @@ def takes_one_argument(prompt):
 
 
 not_a_function = 3
+
+
+def needs_answer(prompt, responses, answer):
+    """Declares a field the good prompts file does not have."""
+    return [float(response == str(answer)) for response in responses]
+
+
+def takes_every_field(prompt, responses, **fields):
+    """Takes every field of a prompt's row, so a field named `responses` would clash with its own argument."""
+    return [float(len(fields)) for _ in responses]
