@@ -1,6 +1,6 @@
 """Generation speed and greedy accuracy of a real chat model with its chat template (transformers backend).
 
-    python benchmarks/bench_chat_generation.py /work/models/smollm2-135m-instruct
+    python benchmarks/bench_chat_generation.py runs/smollm2
 
 64 prompts ``What is A + B? Reply with the number only.`` (two-digit A, B; seed 0) x 4 samples at
 temperature 1, ``max_new_tokens`` 24, at prompt batch sizes 32 and 128, after greedy accuracy on the same

@@ -1,6 +1,6 @@
 """Samples/s of the transformers generation paths on a real chat model, as ratios measured in one process.
 
-    python benchmarks/bench_generation_paths.py /work/models/smollm2-135m-instruct \\
+    python benchmarks/bench_generation_paths.py runs/smollm2 \\
         --prompts runs/chat_arithmetic/train.jsonl --count 32 --threads 1 --repeats 2
 
 Each repeat runs every path once on the same prompts (the first ``--count`` of the file, rendered with the
@@ -137,7 +137,7 @@ def main() -> None:
     unknown = set(args.paths) - set(PATHS)
     if unknown:
         parser.error(f"unknown paths {sorted(unknown)}; choose from {', '.join(PATHS)}")
-    print(json.dumps(run_header(args.threads[0])), flush=True)
+    print(json.dumps(run_header(args.threads[0], {"": "MODEL_DIR"})), flush=True)
     results = run(args)
     summary = {
         name: {

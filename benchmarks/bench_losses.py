@@ -12,6 +12,7 @@ import argparse
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def bench_trainer(repeats: int, lists: int = 8, answer_digits: int = 8) -> list[
                 tokenize_list(tokenizer, f"{1000 + i}+{2000 + i}=", answers, list(range(m, 0, -1)))
             )
         args = ListwiseConfig(
-            output_dir="/tmp/larpo-bench",
+            output_dir=str(Path(tempfile.gettempdir()) / "larpo-bench"),
             objective="listmle",
             use_cpu=True,
             report_to="none",

@@ -1,6 +1,6 @@
 """One ``larpo run`` iteration of a real chat model on CPU: seconds and share of each stage, and its rates.
 
-    python benchmarks/bench_real_iteration.py /work/models/smollm2-135m-instruct \\
+    python benchmarks/bench_real_iteration.py runs/smollm2 \\
         --prompts runs/chat_arithmetic/train.jsonl --prompts-per-iteration 32 [--generator vllm]
 
 Runs ``larpo.run.run`` on examples/chat/smollm2_arithmetic.yaml with the model, prompts, one iteration,
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="run directory to keep (default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(json.dumps(run_header(args.threads)), flush=True)
+    print(json.dumps(run_header(args.threads, {"": "MODEL_DIR"})), flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = args.keep or Path(scratch) / "run"
         overrides = [

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
@@ -66,7 +68,7 @@ def measure(args: argparse.Namespace, m: int) -> dict[str, float]:
     steps = args.warmup + args.steps
     data = lists(m, steps * args.batch, args.prompt_len, args.response_len, args.vocab, seed=m)
     config = ListwiseConfig(
-        output_dir="/tmp/larpo_bench_trainer_step",
+        output_dir=str(Path(tempfile.gettempdir()) / "larpo_bench_trainer_step"),
         objective=args.objective,
         learning_rate=1e-5,
         per_device_train_batch_size=args.batch,

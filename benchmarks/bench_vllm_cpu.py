@@ -1,8 +1,8 @@
 """Samples/s of larpo's vLLM backend (CPU build) against its transformers backend on a real chat model,
 as ratios measured in one run.
 
-    python benchmarks/bench_vllm_cpu.py /work/models/smollm2-135m-instruct \\
-        --prompts runs/chat_arithmetic/train.jsonl --vllm-python /work/venvs/vllm/bin/python \\
+    python benchmarks/bench_vllm_cpu.py runs/smollm2 \\
+        --prompts runs/chat_arithmetic/train.jsonl --vllm-python "$VLLM_VENV"/bin/python \\
         --threads 1 --repeats 3
 
 Both backends sample the same prompts (the first ``--count`` of the file, rendered with the model's chat
@@ -12,7 +12,8 @@ template's end-of-turn token (``<|im_end|>`` for ChatML) as larpo's runs do:
 - ``transformers``: ``TransformersGenerator`` (``model.generate``, one call of ``--batch-size`` prompts)
   with this interpreter;
 - ``vllm``: ``VLLMGenerator`` with ``--vllm-python``, an environment holding ``vllm`` (on a CPU machine,
-  ``vllm-cpu``; it pins its own transformers, so it gets its own virtual environment). This checkout's
+  ``vllm-cpu``; it pins its own transformers, so it gets its own virtual environment, ``VLLM_VENV`` in
+  docs/vllm.md's steps). This checkout's
   ``src`` is put first on its path. ``--vllm-kwargs`` go to ``vllm.LLM`` (default :data:`WHOLE_PREFILLS`).
 
 Each backend runs in a fresh process per repeat, one after the other (the order alternates between
@@ -197,7 +198,7 @@ def main() -> None:
         "--prompts", required=True, help="chat prompts JSONL (python -m larpo.tasks.arithmetic.chat)"
     )
     parser.add_argument(
-        "--vllm-python", required=True, help="python of an environment with vllm (e.g. VENV/bin/python)"
+        "--vllm-python", required=True, help="python of an environment with vllm (e.g. VLLM_VENV/bin/python)"
     )
     parser.add_argument("--count", type=int, default=32, help="prompts per measurement")
     parser.add_argument("--num-samples", type=int, default=4)
@@ -213,7 +214,8 @@ def main() -> None:
     args = parser.parse_args()
     if not os.access(args.vllm_python, os.X_OK):
         parser.error(f"--vllm-python {args.vllm_python}: not an executable")
-    print(json.dumps(run_header(args.threads)), flush=True)
+    placeholders = {"": "MODEL_DIR", "--vllm-python": "VLLM_VENV/bin/python"}
+    print(json.dumps(run_header(args.threads, placeholders)), flush=True)
     rows = run(args)
     print(json.dumps({"summary": summary(rows), "load_after": load_average()}), flush=True)
 

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import psutil
 from transformers import TrainerCallback
+
+REPO = Path(__file__).resolve().parent.parent
 
 # Character alphabets: every character is one token of larpo.tiny.char_tokenizer (4 special tokens are added).
 DIGITS = "0123456789+="
@@ -68,10 +71,53 @@ def load_average() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def run_header(threads: int) -> dict[str, str]:
-    """What a benchmark prints first: its command line, the UTC date, the machine and its load."""
+def portable_command(argv: list[str], placeholders: dict[str, str] | None = None) -> str:
+    """``python <argv>`` as a reader of the recorded result can rerun it from the checkout's root.
+
+    A path in ``argv`` that exists only on this machine is not recorded: the script (``argv[0]``) and any
+    absolute path inside the checkout become relative to its root (``runs/smollm2``); any other absolute
+    path becomes the placeholder that ``placeholders`` gives for the option it follows
+    (``{"--vllm-python": "VLLM_VENV/bin/python"}``; the key ``""`` is for positional arguments before the
+    first option), else ``DIR/<its last component>``. Relative paths and other words are kept as typed;
+    the result is quoted for a POSIX shell."""
+    placeholders = placeholders or {}
+    script = Path(argv[0]).resolve()
+    words = ["python", str(script.relative_to(REPO)) if script.is_relative_to(REPO) else script.name]
+    option = ""
+    for arg in argv[1:]:
+        if arg.startswith("-") and not _is_number(arg):
+            name, equals, value = arg.partition("=")
+            option = "" if equals else name
+            words.append(name + equals + portable_path(value, placeholders.get(name)) if equals else arg)
+        else:
+            words.append(portable_path(arg, placeholders.get(option)))
+    return shlex.join(words)
+
+
+def portable_path(arg: str, placeholder: str | None = None) -> str:
+    """``arg`` as :func:`portable_command` records it: relative paths unchanged, absolute ones inside the
+    checkout relative to its root, others ``placeholder`` (default ``DIR/<last component>``)."""
+    path = Path(arg)
+    if not path.is_absolute():
+        return arg
+    if path.resolve().is_relative_to(REPO):
+        return str(path.resolve().relative_to(REPO))
+    return placeholder or f"DIR/{path.name}"
+
+
+def _is_number(arg: str) -> bool:
+    try:
+        float(arg)
+    except ValueError:
+        return False
+    return True
+
+
+def run_header(threads: int, placeholders: dict[str, str] | None = None) -> dict[str, str]:
+    """What a benchmark prints first: its command line (:func:`portable_command`, with ``placeholders``),
+    the UTC date, the machine and its load."""
     return {
-        "command": "python " + " ".join(sys.argv),
+        "command": portable_command(sys.argv, placeholders),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(threads),
         "load": load_average(),

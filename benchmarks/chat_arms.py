@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from benchutil import machine_info, write_markdown
+from benchutil import machine_info, portable_path, write_markdown
 from larpo.baselines.grpo import run_grpo
 from larpo.evaluation.held_out import EvalSettings
 from larpo.evaluation.model_dir import evaluate_model_dir
@@ -145,6 +145,8 @@ def summary_lines(rows: list[dict[str, Any]], initial: dict[str, Any]) -> list[s
 
 
 def grpo_line(grpo: dict[str, Any]) -> str:
+    if grpo["chosen"] is None:  # the grpo arm was not run
+        return "GRPO was not run."
     if not grpo["sweep"]:
         return f"GRPO's learning rate: {grpo['chosen']:g}, the config's, as every arm's (none was tuned on this task)."
     tried = ", ".join(f"{lr}: {v['greedy_accuracy']:.3f}" for lr, v in grpo["sweep"].items())
@@ -218,7 +220,9 @@ def main() -> None:
                 grpo["chosen"], grpo["sweep"] = choose_grpo_lr(study, lrs, console)
             lr = grpo["chosen"] if arm == "grpo" else None
             rows.append(arm_row(study, arm, seed, study.config(arm, seed, lr), console))
-    command = (f"python benchmarks/chat_arms.py --model {args.model} --prompts {args.prompts} "
+    model = portable_path(str(args.model), "MODEL_DIR")
+    prompts = portable_path(str(args.prompts), "PROMPTS_DIR")
+    command = (f"python benchmarks/chat_arms.py --model {model} --prompts {prompts} "
                f"--seeds {' '.join(map(str, args.seeds))} --arms {' '.join(args.arms)}"
                + "".join(f" --set {item}" for item in args.overrides))  # fmt: skip
     report(rows, initial, grpo, command, args.docs, study.config("contrastive", 0))

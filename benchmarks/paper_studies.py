@@ -19,7 +19,6 @@ import dataclasses
 import json
 import math
 import os
-import shlex
 import shutil
 import statistics
 import sys
@@ -31,7 +30,7 @@ import matplotlib
 import matplotlib.ticker
 from rich.console import Console
 
-from benchutil import save_figure
+from benchutil import portable_command, save_figure
 from larpo.io import atomic_write_json
 from larpo.run import RunContext, execute
 from larpo.run.config import RunConfig
@@ -419,7 +418,7 @@ def main() -> None:
     unknown = set(arms) - set(STUDIES[args.study]) - set(CONTROLS)
     if unknown:
         parser.error(f"--arms: {', '.join(sorted(unknown))} not in study {args.study}")
-    command = shlex.join(["python", "benchmarks/paper_studies.py", *sys.argv[1:]])
+    command = portable_command(sys.argv)
     for seed in seeds if not args.report_only else []:
         run_seed(args.study, seed, rewards, output, args.quick, arms)
         report(args.study, seeds, rewards, output, args.quick, docs, command)  # a partial run still reports

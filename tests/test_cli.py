@@ -144,6 +144,7 @@ def test_demo_rejects_bad_choices_before_writing(monkeypatch, capsys, tmp_path, 
     [
         (["--version"], 0, "larpo 0.1.0"),
         (["--help"], 0, "usage: larpo"),
+        (["run", "--help"], 0, "prompts_per_iteration"),
         (["objectives"], 0, "lambdarank"),
         (
             ["run", "--set", "lerning_rate=1e-6"],

@@ -96,6 +96,25 @@ def test_help_of_a_command_shows_defaults(monkeypatch, capsys):
     assert "--chat-template TEXT" in out and "(default: 'auto')" in out
 
 
+def test_run_help_lists_the_config_keys_with_their_help_and_defaults(monkeypatch, capsys):
+    import dataclasses
+
+    from larpo.run.config import RunConfig
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line per key
+    code, out, _ = run_cli(monkeypatch, capsys, "run", "--help")
+    assert code == 0 and "examples/configs" in out and "examples/chat" in out
+    keys = out.split("config keys")[1]
+    for field in dataclasses.fields(RunConfig):
+        assert re.search(rf"^  {field.name} +{re.escape(field.metadata['help'])} \(", keys, flags=re.M), (
+            field.name
+        )
+    assert re.search(r"^  prompts_per_iteration +prompts sampled .* \(default: null\)$", keys, flags=re.M)
+    assert re.search(r"^  num_candidates +.*\(default: 8\)$", keys, flags=re.M)
+    assert re.search(r"^  eval_ks +.*\(default: \[1, 4, 16\]\)$", keys, flags=re.M)
+    assert re.search(r"^  model +.*\(required\)$", keys, flags=re.M)
+
+
 def test_objectives_prints_each_objectives_kind_reference_and_options(monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, "objectives")
     assert code == 0 and err == ""

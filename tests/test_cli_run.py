@@ -1,6 +1,7 @@
 """`larpo run`, `generate` and `score` from the command line: results, and bad input."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,46 @@ def test_run_prints_a_summary_per_iteration(monkeypatch, capsys, workspace, tmp_
     generated = manifest["completed"]["0"]["generate"]
     assert f"iter 0: {generated['candidates']} candidates ({generated['duplicates']} duplicates)" in err
     assert "finished 1 iterations" in out
+
+
+def test_run_prints_the_initial_held_out_numbers_first_and_before_after_at_the_end(
+    monkeypatch, capsys, workspace, tmp_path
+):
+    from huggingface_hub import ModelCard
+
+    base = tmp_path / "base"  # a local copy of a Hub model, as `larpo import-gguf` leaves one
+    shutil.copytree(workspace / "model", base)
+    (base / "README.md").write_text("---\nbase_model: org/tiny-chat\nlicense: apache-2.0\n---\n")
+    evaluation = (f"model={base}", f"eval_prompts={workspace / 'prompts.jsonl'}", "eval_samples=2",
+                  "eval_ks=[1, 2]", "eval_ranking_prompts=0")  # fmt: skip
+    args = run_args(workspace, tmp_path / "run", *evaluation)
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    card = ModelCard.load(tmp_path / "run" / "iter_0" / "model" / "README.md").data
+    assert (card.base_model, card.license, card.pipeline_tag) == (
+        "org/tiny-chat",
+        "apache-2.0",
+        "text-generation",
+    )
+    completed = json.loads((tmp_path / "run" / "manifest.json").read_text())["completed"]
+    before, after = completed["-1"]["eval"], completed["0"]["eval"]
+    lines = err.splitlines()
+    initial = next(i for i, line in enumerate(lines) if line.startswith("initial model: "))
+    assert initial < next(i for i, line in enumerate(lines) if line.startswith("iter 0: "))
+    assert lines[initial].startswith(
+        f"initial model: held-out greedy acc {before['greedy_accuracy']:.3f}, "
+        f"pass@1 {before['pass_at_k']['1']:.3f}, pass@2 {before['pass_at_k']['2']:.3f}, "
+        f"mean reward {before['mean_reward']:.4f}"
+    )
+    assert str(tmp_path / "run" / "eval" / "initial.json") in err
+    table = " ".join(out.split())
+    assert "held-out (8 prompts)" in table and "initial model" in table and "after iteration 0" in table
+    for label, key in (("greedy accuracy", "greedy_accuracy"), ("mean reward", "mean_reward")):
+        change = after[key] - before[key]
+        assert f"{label} │ {before[key]:.3f} │ {after[key]:.3f} │ {change:+.3f}" in table
+    assert out.index("after iteration 0") < out.index("finished 1 iterations")
+    code, out, err = run_cli(monkeypatch, capsys, *args)  # resumed with nothing to do: the same report
+    assert code == 0 and "initial model: held-out greedy acc" in err and "held-out (8 prompts)" in out
 
 
 def test_generate_score_train_as_separate_stages(monkeypatch, capsys, workspace, tmp_path):

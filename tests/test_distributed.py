@@ -122,6 +122,50 @@ def test_run_refuses_launches_it_cannot_use(workspace, monkeypatch, capsys, tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_a_process_leaves_its_group_before_it_exits():
+    """`larpo` destroys the group a launch made; without a group it does nothing."""
+    import torch.distributed as dist
+
+    from larpo.distributed import leave_process_group
+
+    assert leave_process_group() is False  # no group: nothing to do
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        dist.all_reduce(torch.ones(2))
+        assert leave_process_group() is True
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+END_A_LAUNCHED_PROCESS = """
+import atexit, sys, threading, time
+import torch, torch.distributed as dist
+from larpo.distributed import end_launched_process
+
+end_launched_process()  # no group: returns
+dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 4))  # keeps the group's threads alive
+model(torch.ones(2, 4)).sum().backward()
+atexit.register(print, "exit handler ran")
+threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished"))).start()
+sys.stdout.write("unflushed ")
+end_launched_process()
+print("not reached")
+"""
+
+
+def test_a_launched_process_ends_without_the_interpreter_teardown():
+    """After its work, a launched process (one in a group) ends with code 0, its threads joined, its exit
+    handlers run and its output flushed, without the interpreter's teardown, in which a gloo worker thread
+    can abort the process ("terminate called without an active exception")."""
+    result = subprocess.run([sys.executable, "-c", END_A_LAUNCHED_PROCESS], env=environment(),
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:3] == ["unflushed thread finished", "exit handler ran", ""]
+
+
 def test_vllm_generation_is_not_sharded_across_processes(workspace, monkeypatch, tmp_path):
     from types import SimpleNamespace
 

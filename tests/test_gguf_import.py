@@ -27,9 +27,12 @@ def byte_level_vocab() -> list[str]:
     return [*SPECIALS, *[chr(c) for c in range(33, 127)], "Ġ", "Ċ", "he"]
 
 
-def write_tiny_gguf(path, architecture="llama", seed=0):
+def write_tiny_gguf(path, architecture="llama", seed=0, general=None):
+    """A one-layer Llama GGUF file; ``general``: extra ``general.*`` string keys (license, organization...)."""
     tokens = byte_level_vocab()
     writer = gguf.GGUFWriter(str(path), architecture)
+    for key, value in (general or {}).items():
+        writer.add_array(key, value) if isinstance(value, list) else writer.add_string(key, value)
     writer.add_block_count(1)
     writer.add_context_length(64)
     writer.add_embedding_length(HIDDEN)
@@ -112,5 +115,52 @@ def test_cli_command(tmp_path, monkeypatch, capsys):
     source = write_tiny_gguf(tmp_path / "tiny.gguf")
     code, out, _ = run_cli(monkeypatch, capsys, "import-gguf", source, tmp_path / "model")
     assert (code, out.strip()) == (0, f"wrote {tmp_path / 'model'}")
-    code, _, err = run_cli(monkeypatch, capsys, "import-gguf", tmp_path / "nothing.gguf", tmp_path / "other")
-    assert code == 2 and err.strip() == f"larpo: error: {tmp_path / 'nothing.gguf'}: file not found"
+    for given, message in [
+        (tmp_path / "nothing.gguf", f"{tmp_path / 'nothing.gguf'}: file not found"),
+        ("", "import-gguf: no GGUF file given (the path is empty)"),  # a "$(...)" that printed nothing
+        ("  ", "import-gguf: no GGUF file given (the path is empty)"),
+        (tmp_path, f"{tmp_path}: is a directory, not a GGUF file"),
+    ]:
+        code, _, err = run_cli(monkeypatch, capsys, "import-gguf", given, tmp_path / "other")
+        assert (code, err.strip()) == (2, f"larpo: error: {message}")
+    code, _, err = run_cli(monkeypatch, capsys, "import-gguf", source, "")
+    assert (code, err.strip()) == (
+        2,
+        "larpo: error: import-gguf: no output directory given (the path is empty)",
+    )
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_imported_directory_has_a_card_with_the_files_hub_id_and_license(tmp_path):
+    from huggingface_hub import ModelCard
+
+    general = {"general.license": "apache-2.0", "general.name": "Tiny Chat 1M", "general.organization": "TinyOrg",
+               "general.languages": ["en"], "general.dataset.0.repo_url": "https://huggingface.co/datasets/org/chats"}  # fmt: skip
+    out = import_gguf(
+        write_tiny_gguf(tmp_path / "Tiny-Chat-1M.Q4_K_M.gguf", general=general), tmp_path / "model"
+    )
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == "TinyOrg/Tiny-Chat-1M"  # the organization and the file name, less .Q4_K_M
+    assert card.data.license == "apache-2.0" and card.data.pipeline_tag == "text-generation"
+    assert card.data.datasets == ["org/chats"] and card.data.language == ["en"]
+    assert "| name | Tiny Chat 1M |" in card.text and "`Tiny-Chat-1M.Q4_K_M.gguf`" in card.text
+
+
+@pytest.mark.parametrize(
+    ("general", "expected"),
+    [
+        ({"general.source.url": "https://huggingface.co/Org/Real-1B/", "general.organization": "Other"},
+         ("Org/Real-1B", "general.source.url")),
+        ({"general.repo_url": "https://github.com/org/code", "general.organization": "Org"},
+         ("Org/model-7B", "general.organization and the file name")),
+        ({"general.organization": "Meta Llama"}, (None, "")),  # not a Hub namespace
+        ({}, (None, "")),
+    ],
+)  # fmt: skip
+def test_the_hub_id_of_a_gguf_file(general, expected):
+    from larpo.gguf_card import source_hub_id
+
+    assert (
+        source_hub_id({key: [value] for key, value in general.items()}, "dir/model-7B-IQ3_XS.gguf")
+        == expected
+    )

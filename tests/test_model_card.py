@@ -7,7 +7,15 @@ import re
 
 import yaml
 
-from larpo.model_card import ModelCardInfo, declared_license, model_card, read_card_metadata, write_model_card
+from larpo.model_card import (
+    ModelCardInfo,
+    base_card_metadata,
+    base_hub_id,
+    hub_id,
+    model_card,
+    read_card_metadata,
+    write_model_card,
+)
 
 MANIFEST = {
     "larpo_version": "0.1.0",
@@ -42,13 +50,15 @@ def _metric_rows(body: str) -> dict[str, float]:
 
 def test_card_of_a_run_iteration_names_base_objective_and_latest_metrics():
     info = ModelCardInfo.from_manifest(MANIFEST, 1, command="larpo run --config run.yaml")
-    metadata, body = _sections(model_card(info, base_license="apache-2.0"))
+    metadata, body = _sections(model_card(info, {"license": "apache-2.0"}))
     assert metadata == {
         "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "library_name": "transformers",
-        "tags": ["larpo", "preference-optimization", "listwise", "lambdarank"],
         "license": "apache-2.0",
+        "pipeline_tag": "text-generation",
+        "tags": ["larpo", "preference-optimization", "listwise", "lambdarank"],
     }
+    assert "# SmolLM2-135M-Instruct, trained with larpo (lambdarank)" in body
     assert "| objective | `lambdarank` |" in body
     assert '| objective options | `{"gain": "linear"}` |' in body
     assert "| beta | 0.1 |" in body and "| learning rate | 5e-07 |" in body
@@ -69,27 +79,60 @@ def test_card_before_any_evaluation_and_of_an_adapter():
     assert "Held-out evaluation" not in body and "(LoRA adapter)" in body
 
 
-def test_local_base_model_stays_out_of_the_metadata_and_lends_its_license(tmp_path):
-    base = tmp_path / "base"
-    base.mkdir()
-    (base / "README.md").write_text("---\nlicense: mit\nlanguage: en\n---\n# Base\n")
-    info = ModelCardInfo(base_model=str(base), objective="listmle", beta=0.5, learning_rate=1e-3,
+def test_a_local_base_without_a_card_is_named_by_its_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "base").mkdir(parents=True)
+    info = ModelCardInfo(base_model="runs/base", objective="listmle", beta=0.5, learning_rate=1e-3,
                          data="lists.jsonl", command="larpo train --data lists.jsonl")  # fmt: skip
-    out = tmp_path / "out"
-    out.mkdir()
-    text = write_model_card(out, info).read_text()
+    (tmp_path / "out").mkdir()
+    text = write_model_card(tmp_path / "out", info).read_text()
     metadata, body = _sections(text)
-    assert metadata == {
-        "library_name": "transformers", "tags": ["larpo", "preference-optimization", "listwise", "listmle"],
-        "license": "mit",
-    }  # fmt: skip
-    assert f"| base model | `{base}` |" in body and "| training lists | `lists.jsonl` |" in body
+    # not "runs/base", which the Hub would read as the id of another model
+    assert metadata["base_model"] == str(tmp_path / "runs" / "base") and "license" not in metadata
+    assert "| base model | `runs/base` |" in body and "| training lists | `lists.jsonl` |" in body
     assert "iterations" not in body
     assert read_card_metadata(text) == metadata
 
 
-def test_declared_license_without_a_readme_or_header(tmp_path):
-    assert declared_license(tmp_path) is None
+def test_a_local_base_lends_the_hub_id_and_license_of_its_own_card(tmp_path):
+    """The chain of `larpo import-gguf` (whose card names the Hub model) -> `larpo run`: the trained model's
+    card links the Hub model, as `huggingface_hub.ModelCard` reads it."""
+    from huggingface_hub import ModelCard
+
+    base = tmp_path / "smollm2"
+    base.mkdir()
+    (base / "README.md").write_text(
+        "---\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\nlicense: other\nlicense_name: custom\n"
+        "license_link: LICENSE\nlanguage: [en]\n---\n# imported\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    data = {**MANIFEST, "config": {**MANIFEST["config"], "model": str(base)}}
+    write_model_card(out, ModelCardInfo.from_manifest(data, 0))
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (card.data.license, card.data.license_name, card.data.license_link) == (
+        "other",
+        "custom",
+        "LICENSE",
+    )
+    assert card.data.pipeline_tag == "text-generation"
+    assert f"| base model | `{base}` (from `HuggingFaceTB/SmolLM2-135M-Instruct`) |" in card.text
+    assert "# SmolLM2-135M-Instruct, trained with larpo" in card.text
+
+
+def test_base_card_metadata_without_a_readme_or_header(tmp_path):
+    assert base_card_metadata(tmp_path) == {}
     (tmp_path / "README.md").write_text("# no header\nlicense: mit\n")
-    assert declared_license(tmp_path) is None
-    assert declared_license("org/not-a-local-dir") is None
+    assert base_card_metadata(tmp_path) == {}
+    assert base_card_metadata("org/not-a-local-dir") == {}
+
+
+def test_hub_ids():
+    assert hub_id("https://huggingface.co/Org/Model-1B") == "Org/Model-1B"
+    assert hub_id("https://huggingface.co/datasets/org/chats", "datasets") == "org/chats"
+    assert hub_id("https://huggingface.co/datasets/org/chats") is None  # a dataset is not a model
+    assert hub_id("/abs/path") is None and hub_id("https://example.com/a/b") is None
+    assert base_hub_id("org/name", {}) == "org/name"  # a Hub id that is no local path
+    assert base_hub_id("org/name", {"base_model": ["a/b"]}) == "a/b"
+    assert base_hub_id("org/name", {"base_model": "/abs/path"}) == "org/name"

@@ -108,3 +108,42 @@ def test_message_prompts_need_a_chat_template(monkeypatch, capsys, tiny_dir, tmp
     )
     assert code == 2 and "needs a chat template" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_candidates_train_on_the_stored_ids_not_a_retokenization(monkeypatch, capsys, tmp_path):
+    """A BPE sample need not be the tokenization of its text: SmolLM2 may sample ' hel' + 'lo', which
+    re-tokenizes as one ' hello' token. ``larpo train --format candidates`` trains on the sampled ids, as
+    ``larpo run`` does; a candidate known only as text (a store written without ids) is tokenized and gets
+    the template's end-of-turn token, and a sample cut at the token limit gets none."""
+    import larpo.trainer
+    from larpo.chat import ChatFormat
+    from tests.helpers import smollm2_tokenizer, tiny_chat_llama
+
+    tokenizer = smollm2_tokenizer()
+    tiny_chat_llama(tokenizer).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    hel, lo, world = tokenizer.convert_tokens_to_ids(["Ġhel", "lo", "Ġworld"])
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert tokenizer(" hello", add_special_tokens=False)["input_ids"] != [hel, lo]  # BPE merges them
+    prompt = ChatFormat(tokenizer).render([{"role": "user", "content": "Say hello."}])
+    records = [  # (response, score, sampled ids, finished): the stored prompt is the rendered one
+        CandidateRecord("p", prompt, " hello", 1.0, 0, 1.0, response_ids=[hel, lo, end], finished=True),
+        CandidateRecord("p", prompt, " hel", 0.5, 0, 1.0, response_ids=[hel], finished=False),
+        CandidateRecord("p", prompt, " world", 0.0, 0, 1.0),
+    ]
+    data = tmp_path / "candidates.jsonl"
+    data.write_text("".join(r.to_json() + "\n" for r in records))
+    trained = []
+
+    class Recording(larpo.trainer.ListwiseTrainer):
+        def __init__(self, model, args, train_dataset, **kwargs):
+            trained.extend(train_dataset)
+            super().__init__(model, args, train_dataset, **kwargs)
+
+    monkeypatch.setattr(larpo.trainer, "ListwiseTrainer", Recording)
+    code, _, stderr = run_cli(monkeypatch, capsys, "train", "--model", tmp_path / "model", "--data", data,
+                              "--output", tmp_path / "out", "--format", "candidates", "--epochs", "1")  # fmt: skip
+    assert code == 0, stderr
+    [example] = trained
+    assert example["prompt_ids"] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert example["response_ids"] == [[hel, lo, end], [hel], [world, end]]

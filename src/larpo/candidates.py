@@ -2,16 +2,16 @@
 
 Iteration ``s`` of LarPO (Jin et al., ICML 2025, Algorithm 1) samples ``k`` responses per prompt,
 scores them with a reranker and trains the policy on each prompt's candidates ranked best-first.
-:func:`build_lists` turns scored :class:`~larpo.store.CandidateRecord` s into those ranked lists;
-:func:`sample_external_negatives` makes the ``random``/``related`` negatives of the paper's
-Figure 4(a); :func:`temperature_for` and :func:`split_samples` schedule sampling temperatures.
+:func:`build_lists` turns scored :class:`~larpo.store.CandidateRecord` s into those ranked lists
+(negatives either the policy's own low-ranked samples or, with ``ListSettings.negative_source``,
+responses to other prompts made by :func:`larpo.negatives.sample_external_negatives`);
+:func:`temperature_for` and :func:`split_samples` schedule sampling temperatures.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from larpo.checks import check_choice, check_int
 from larpo.errors import InputError
@@ -44,7 +44,8 @@ class ListSettings:
             when ``False`` it is kept and the objectives skip its tied pairs themselves.
         negative_source: ``policy`` (negatives are the policy's own low-ranked samples, the paper's
             hard negatives), or ``random``/``related`` (responses to other prompts, see
-            :func:`sample_external_negatives`); the latter two need ``positives`` and ``negatives``.
+            :func:`larpo.negatives.sample_external_negatives`); the latter two need ``positives``
+            and ``negatives``.
     """
 
     memorization: str = "current"
@@ -143,7 +144,7 @@ def build_lists(
     groups: dict[str, list[CandidateRecord]] = {}
     for record in records:
         group = groups.setdefault(record.prompt_id, [])
-        if record.iteration in window and (_is_policy(record) or record.source == settings.negative_source):
+        if record.iteration in window and (is_policy(record) or record.source == settings.negative_source):
             _require_score(record)
             group.append(record)
     stats = ListStats()
@@ -162,39 +163,6 @@ def build_lists(
     stats.lists_built = len(lists)
     stats.mean_list_size = stats.candidates_in_lists / len(lists) if lists else 0.0
     return lists, stats
-
-
-def sample_external_negatives(
-    records: list[CandidateRecord], count: int, source: str, seed: int
-) -> list[CandidateRecord]:
-    """Negatives for each prompt taken from OTHER prompts' responses (paper Figure 4(a)).
-
-    ``records`` are one iteration's samples; only policy samples (``source`` ``None``/``policy``)
-    donate. For every prompt, up to ``count`` new unscored records are made with the target's
-    ``prompt_id``/``prompt``, the donor's response, iteration and temperature, and ``source``:
-
-    - ``random``: donors drawn uniformly from all other prompts' responses (``random.Random(seed)``).
-    - ``related``: donors from the most similar other prompts first (Jaccard over character 3-grams
-      of the prompt text, ties by ``prompt_id``). A response to a related prompt is a harder
-      negative than a random one: it looks plausible but answers a different question (Sec 3.2).
-
-    A response identical to one the target already has, or already taken, is never used; with too
-    few donors, fewer than ``count`` records are returned. The reranker scores them for the target.
-    """
-    check_choice("source", source, NEGATIVE_SOURCES[1:])
-    check_int("count", count, 0)
-    if len({r.iteration for r in records}) > 1:
-        raise ValueError("sample_external_negatives expects the records of a single iteration")
-    groups: dict[str, list[CandidateRecord]] = {}
-    for record in records:
-        groups.setdefault(record.prompt_id, []).append(record)
-    rng = random.Random(seed)
-    negatives: list[CandidateRecord] = []
-    for target_id, own in groups.items():
-        donors = _unique_donors(_donor_order(groups, target_id, source), {r.response for r in own})
-        picked = rng.sample(donors, min(count, len(donors))) if source == "random" else donors[:count]
-        negatives.extend(_as_negative(donor, own[0], source) for donor in picked)
-    return negatives
 
 
 def temperature_for(iteration: int, temperature: float | list[float]) -> float:
@@ -219,19 +187,6 @@ def split_samples(k: int, temperatures: list[float]) -> list[tuple[float, int]]:
     return [(float(t), n) for t, n in zip(temperatures, counts, strict=True) if n]
 
 
-def char_ngrams(text: str, n: int = 3) -> set[str]:
-    """The character ``n``-grams of ``text`` (the whole text when it is shorter than ``n``)."""
-    if len(text) < n:
-        return {text} if text else set()
-    return {text[i : i + n] for i in range(len(text) - n + 1)}
-
-
-def jaccard(a: set[str], b: set[str]) -> float:
-    """Jaccard similarity ``|a & b| / |a | b|``; 0 for two empty sets."""
-    union = a | b
-    return len(a & b) / len(union) if union else 0.0
-
-
 def memorization_window(iteration: int, memorization: str) -> range:
     """The iterations whose candidates feed iteration ``iteration``'s lists (see :class:`ListSettings`)."""
     check_choice("memorization", memorization, MEMORIZATION_MODES)
@@ -239,13 +194,14 @@ def memorization_window(iteration: int, memorization: str) -> range:
     return range(first, iteration + 1)
 
 
+def is_policy(record: CandidateRecord) -> bool:
+    """Whether ``record`` is the policy's own sample (``source`` ``None`` or ``policy``)."""
+    return record.source in (None, POLICY)
+
+
 def _check_optional_int(name: str, value: object, minimum: int) -> None:
     if value is not None:
         check_int(name, value, minimum)
-
-
-def _is_policy(record: CandidateRecord) -> bool:
-    return record.source in (None, POLICY)
 
 
 def _require_score(record: CandidateRecord) -> None:
@@ -297,9 +253,9 @@ def _choose(group: list[CandidateRecord], settings: ListSettings) -> tuple[list[
     external ones; an external response equal to a policy one is a duplicate (never on both
     sides), and a prompt lacking either side yields no list.
     """
-    policy = [r for r in group if _is_policy(r)]
+    policy = [r for r in group if is_policy(r)]
     own = {r.response for r in policy}
-    external = [r for r in group if not _is_policy(r) and r.response not in own]
+    external = [r for r in group if not is_policy(r) and r.response not in own]
     if settings.dedup:
         policy, external = _dedup(policy), _dedup(external)
     removed = len(group) - len(policy) - len(external)
@@ -326,42 +282,4 @@ def _to_list(chosen: list[CandidateRecord]) -> CandidateList:
         sources=[r.source or POLICY for r in chosen],
         response_ids=[r.response_ids for r in chosen] if any(r.response_ids for r in chosen) else None,
         finished=[r.finished for r in chosen] if any(r.finished is not None for r in chosen) else None,
-    )
-
-
-def _donor_order(
-    groups: dict[str, list[CandidateRecord]], target_id: str, source: str
-) -> list[CandidateRecord]:
-    """Other prompts' policy samples: in input order for ``random``; for ``related``, prompts by
-    descending 3-gram Jaccard similarity to the target's prompt, ties by ``prompt_id``."""
-    others = [pid for pid in groups if pid != target_id]
-    if source == "related":
-        target = char_ngrams(groups[target_id][0].prompt)
-        others.sort(key=lambda pid: (-jaccard(target, char_ngrams(groups[pid][0].prompt)), pid))
-    return [r for pid in others for r in groups[pid] if _is_policy(r)]
-
-
-def _unique_donors(donors: list[CandidateRecord], taken: set[str]) -> list[CandidateRecord]:
-    """The first donor of each response text not in ``taken``, in order."""
-    seen = set(taken)
-    unique: list[CandidateRecord] = []
-    for donor in donors:
-        if donor.response not in seen:
-            seen.add(donor.response)
-            unique.append(donor)
-    return unique
-
-
-def _as_negative(donor: CandidateRecord, target: CandidateRecord, source: str) -> CandidateRecord:
-    return replace(
-        donor,
-        prompt_id=target.prompt_id,
-        prompt=target.prompt,
-        original_prompt=target.original_prompt,
-        prompt_fields=target.prompt_fields,
-        score=None,
-        reference_logp=None,
-        source=source,
-        response_ids=None,  # text from another prompt: tokenized once, with the template, like user text
-        finished=None,
     )

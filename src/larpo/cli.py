@@ -89,9 +89,18 @@ def run(args: Namespace) -> None:
     from larpo.distributed import process_state
     from larpo.run import run as run_larpo
 
-    run_larpo(settings)
-    if process_state().is_main_process:  # under accelerate launch: one line, not one per process
-        final = Path(settings.output_dir) / f"iter_{settings.iterations - 1}" / "model"
+    data = run_larpo(settings)
+    if process_state().is_main_process:  # under accelerate launch: one report, not one per process
+        from rich.console import Console
+
+        from larpo.run.runner import before_after
+
+        run_dir = Path(settings.output_dir)
+        table = before_after(run_dir, data)
+        if table is not None:
+            Console().print(table)
+            print(f"held-out results: {run_dir / 'eval'}; `larpo report {run_dir}` gathers every iteration")
+        final = run_dir / f"iter_{settings.iterations - 1}" / "model"
         print(f"finished {settings.iterations} iterations; final model: {final}")
 
 
@@ -175,6 +184,8 @@ def _print_eval_table(result: dict, settings) -> None:
     for key, label in (("ndcg", "NDCG (implicit reward vs reranker)"), ("kendall_tau", "Kendall tau")):
         if result.get(key) is not None:
             table.add_row(label, f"{result[key]:.4f}")
+    for key, value in result.get("instruction_following", {}).items():  # IFEval's four accuracies
+        table.add_row(f"IFEval {key.replace('_', ' ')} (greedy)", f"{value:.4f}")
     if "baseline" in result:
         baseline = result["baseline"]
         table.add_row(f"greedy accuracy of {baseline['model']}", f"{baseline['greedy_accuracy']:.4f}")
@@ -218,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
         if message is None:
             raise
         _fail(message)
+    if "torch.distributed" in sys.modules:  # under accelerate launch: leave the group and end cleanly
+        from larpo.distributed import end_launched_process
+
+        end_launched_process()
     sys.exit(0)
 
 

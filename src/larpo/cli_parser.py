@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -22,6 +23,7 @@ CHAT_TEMPLATE_HELP = (
     "prompts as the model sees them: auto (the tokenizer's template, if any), none, or a Jinja file"
 )
 DTYPE_HELP = "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16"
+RUN_EXAMPLES = "examples/configs (the demo's task) and examples/chat (a real chat model)"
 
 
 class UsageError(Exception):
@@ -45,15 +47,29 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{action.help} (default: {shown.replace('%', '%%')})"
 
 
+class _KeepLinesFormatter(_HelpFormatter):
+    """:class:`_HelpFormatter` that keeps the description's and epilog's own line breaks (a listing)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises :class:`UsageError` instead of printing its usage and exiting, and
-    takes no abbreviated options (``--out`` is not ``--output``)."""
+    takes no abbreviated options (``--out`` is not ``--output``). ``help_epilog``, when set, makes the text
+    after the options when the help is asked for (so what it imports loads for ``--help`` alone)."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, help_epilog: Callable[[], str] | None = None, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(allow_abbrev=False, **kwargs)
         self.flags = ["-h", "--help"]
         self.commands: dict[str, Parser] = {}
+        self.help_epilog = help_epilog
+
+    def format_help(self) -> str:
+        if self.help_epilog is not None:
+            self.epilog = self.help_epilog()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:  # argparse's hook for every parse error
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -110,8 +126,9 @@ def _suggestion(word: str, known) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _command(sub, name: str, summary: str, details: str = "") -> Parser:
-    return sub.add_parser(name, help=summary, description=f"{summary}\n\n{details}" if details else summary)
+def _command(sub, name: str, summary: str, details: str = "", **kwargs) -> Parser:
+    description = f"{summary}\n\n{details}" if details else summary
+    return sub.add_parser(name, help=summary, description=description, **kwargs)
 
 
 def _demo(sub) -> None:
@@ -158,11 +175,10 @@ def _import_gguf(sub) -> None:
         "import-gguf",
         "Turn a GGUF checkpoint into an ordinary Hugging Face model directory (float32, with its tokenizer).",
     )
+    # strings, not Paths: Path("") is ".", and an empty path (a `"$(...)"` that printed nothing) is an error
+    gguf.add_argument("gguf_file", metavar="GGUF_FILE", help="a GGUF checkpoint of a Llama-family model")
     gguf.add_argument(
-        "gguf_file", type=Path, metavar="GGUF_FILE", help="a GGUF checkpoint of a Llama-family model"
-    )
-    gguf.add_argument(
-        "output", type=Path, metavar="OUTPUT", help="directory to write the Hugging Face model to"
+        "output", metavar="OUTPUT", help="directory to write the Hugging Face model (and its card) to"
     )
 
 
@@ -211,8 +227,10 @@ def _run(sub) -> None:
         "run",
         "Run (or resume) iterative LarPO: sample, rerank, merge lists, train, repeat.",
         "Runs as one process, or as several under `accelerate launch -m larpo.cli run ...` (DDP).",
+        formatter_class=_KeepLinesFormatter,
+        help_epilog=config_keys_help,
     )
-    run.option("--config", Path, "YAML run config (see examples/configs)")
+    run.option("--config", Path, f"YAML run config with the keys listed below; examples in {RUN_EXAMPLES}")
     run.option(
         "--set",
         help="override a config key: --set learning_rate=1e-6 (repeatable)",
@@ -220,6 +238,31 @@ def _run(sub) -> None:
         metavar="KEY=VALUE",
     )
     run.option("--output-dir", help="run directory (overrides the config)")
+
+
+def config_keys_help() -> str:
+    """The keys of a ``larpo run`` config, each with its one-line help and default, from the field metadata
+    of :class:`larpo.run.config.RunConfig`, wrapped to the terminal's width as argparse wraps its help."""
+    import dataclasses
+    import json
+    import shutil
+    import textwrap
+
+    from larpo.run.config import RunConfig
+
+    fields = dataclasses.fields(RunConfig)
+    column = max(len(f.name) for f in fields) + 4
+    width = max(shutil.get_terminal_size().columns - 2, column + 40)
+    lines = textwrap.wrap(
+        f"config keys (of the --config YAML, or --set KEY=VALUE; examples in {RUN_EXAMPLES}):", width
+    )
+    for f in fields:
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        value = default if isinstance(default, str) else json.dumps(default)  # as YAML writes it: null, true
+        shown = "required" if default == "" else f"default: {value}"
+        lines += textwrap.wrap(f"{f.metadata['help']} ({shown})", width, initial_indent=f"  {f.name:<{column - 2}}",
+                               subsequent_indent=" " * column, break_on_hyphens=False)  # fmt: skip
+    return "\n".join(lines)
 
 
 def _sampling_run_options(command, batch_size: int) -> None:

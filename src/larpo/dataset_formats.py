@@ -13,7 +13,8 @@ from its columns (``format=`` forces one):
   (``instruction`` is read as ``prompt``). ``rating`` names the field to rank by, a dotted path into
   nested objects: ``overall_score``, ``annotations.helpfulness.Rating``. Numeric strings count as
   numbers; a missing rating (absent, null, ``""`` or ``"N/A"``) leaves the completion out.
-- ``candidates``: scored candidate records (``larpo generate`` + ``larpo score``), grouped by prompt.
+- ``candidates``: scored candidate records (``larpo generate`` + ``larpo score``), grouped by prompt; lists
+  keep the sampled token ids (``response_ids``, ``finished``) to train on them, as ``larpo run`` does.
 
 A prompt stays as given (a string or a list of ``{"role", "content"}`` messages); a response given as
 one assistant message becomes its text. Every format then follows the rules of
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from larpo.candidates import ListSettings, build_lists
+from larpo.candidates import CandidateList, ListSettings, build_lists
 from larpo.errors import InputError
 from larpo.jsonl import read_jsonl
 from larpo.store import CandidateRecord
@@ -161,8 +162,14 @@ def read_lists(
     )
     if not built:
         raise InputError(f"{path}: no prompt has 2 differently scored candidates to rank ({stats.summary()})")
-    lists = [{"prompt": prompts[x.prompt_id], "responses": x.responses, "scores": x.scores} for x in built]
-    return lists, stats
+    return [_list_row(prompts[x.prompt_id], x) for x in built], stats
+
+
+def _list_row(prompt: Prompt, ranked: CandidateList) -> dict[str, Any]:
+    """One list of :func:`read_lists`; sampled candidates keep their token ids and stop flags."""
+    row = {"prompt": prompt, "responses": ranked.responses, "scores": ranked.scores}
+    extras = {"response_ids": ranked.response_ids, "finished": ranked.finished}
+    return row | {key: value for key, value in extras.items() if value is not None}
 
 
 def prompt_rows(path: str | Path, format: str | None = None) -> list[dict[str, Any]]:

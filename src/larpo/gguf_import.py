@@ -2,7 +2,8 @@
 
 transformers reads GGUF files itself (dequantized to float32) but refuses to ``save_pretrained`` such a
 model; :func:`import_gguf` copies its weights into a plain model of the same config and saves that, with
-the tokenizer and a generation config whose EOS ids include the chat template's end-of-turn token.
+the tokenizer, a generation config whose EOS ids include the chat template's end-of-turn token, and a
+model card (:mod:`larpo.gguf_card`) carrying the file's Hub id and license.
 """
 
 from __future__ import annotations
@@ -21,17 +22,22 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
 
     The directory gets ``config.json``, the float32 weights, the tokenizer (with its chat template) and
     ``generation_config.json`` whose ``eos_token_id`` lists the tokenizer's EOS and the template's
-    end-of-turn token (:func:`larpo.chat.stop_token_ids`).
+    end-of-turn token (:func:`larpo.chat.stop_token_ids`), and a README.md model card
+    (:func:`larpo.gguf_card.write_import_card`).
 
     Raises:
-        InputError: the ``gguf`` package is missing, the file does not exist or is not a GGUF file,
-            its architecture is one transformers cannot read, or ``out_dir`` already holds a model.
+        InputError: a path is empty, the ``gguf`` package is missing, the file does not exist or is not a
+            GGUF file, its architecture is one transformers cannot read, or ``out_dir`` already holds a model.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf_file, out_dir = Path(gguf_file), Path(out_dir)
+    from larpo.gguf_card import write_import_card
+
+    gguf_file, out_dir = _given(gguf_file, "GGUF file"), _given(out_dir, "output directory")
     if importlib.util.find_spec("gguf") is None:
         raise InputError("reading GGUF files needs the `gguf` package; install it with `pip install gguf`")
+    if gguf_file.is_dir():
+        raise InputError(f"{gguf_file}: is a directory, not a GGUF file")
     if not gguf_file.is_file():
         raise InputError(f"{gguf_file}: file not found")
     if (out_dir / "config.json").exists():
@@ -49,8 +55,17 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     plain.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
+    write_import_card(gguf_file, out_dir, type(plain).__name__)
     logger.info("imported %s (%s) into %s", gguf_file, type(plain).__name__, out_dir)
     return out_dir
+
+
+def _given(path: str | Path, what: str) -> Path:
+    """``path`` as a Path; an empty one (as a shell's ``"$(...)"`` gives when its command printed nothing)
+    is an error naming what was missing, not the current directory ``Path("")`` would be."""
+    if not str(path).strip():
+        raise InputError(f"import-gguf: no {what} given (the path is empty)")
+    return Path(path)
 
 
 def _plain_copy(loaded):

@@ -1,9 +1,13 @@
 """Model cards: the README.md of a saved model directory, in the Hugging Face convention.
 
-A YAML metadata header (``base_model``, ``library_name``, ``tags``, ``license`` when the base model
-declares one) and a body saying how the model was made: the objective and its options, beta, the
-learning rate, the iterations so far, where the prompts and rewards came from, the latest held-out
-metrics, and the larpo version and command that made it.
+A YAML metadata header (``base_model``, ``library_name``, ``pipeline_tag``, ``tags``, and the base model's
+``license`` when it declares one) and a body saying how the model was made: the objective and its options,
+beta, the learning rate, the iterations so far, where the prompts and rewards came from, the latest
+held-out metrics, and the larpo version and command that made it.
+
+``base_model`` is the base's Hub id where it is known (the base itself when it is a Hub id; for a local
+directory, the ``base_model`` of its own card, such as the one ``larpo import-gguf`` writes), otherwise
+the base's absolute path (a relative one such as ``runs/smollm2`` would read as a Hub id).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from larpo.io import atomic_write_text
 
 TAGS = ["larpo", "preference-optimization", "listwise"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+LICENSE_KEYS = ("license", "license_name", "license_link")
+"""The keys of a card's license (``license_name`` and ``license_link`` go with ``license: other``)."""
 
 
 @dataclass
@@ -87,36 +93,59 @@ class ModelCardInfo:
         )
 
 
-def model_card(info: ModelCardInfo, base_license: str | None = None) -> str:
-    """The README.md text for ``info``; ``base_license`` is the base model's license, if known."""
-    metadata: dict[str, Any] = {}
-    if _HUB_ID.match(info.base_model) and not Path(info.base_model).exists():
-        metadata["base_model"] = info.base_model  # the Hub accepts repo ids only, not local paths
+def model_card(info: ModelCardInfo, base_card: Mapping[str, Any] | None = None) -> str:
+    """The README.md text for ``info``; ``base_card`` is the YAML header of the base model's own card
+    (:func:`base_card_metadata`), which lends its Hub id and license."""
+    base_card = base_card or {}
+    hub = base_hub_id(info.base_model, base_card)
+    metadata: dict[str, Any] = {"base_model": hub or str(Path(info.base_model).absolute())}
     metadata["library_name"] = "peft" if info.adapter else "transformers"
+    metadata.update({key: base_card[key] for key in LICENSE_KEYS if _text(base_card.get(key))})
+    metadata["pipeline_tag"] = "text-generation"
     metadata["tags"] = [*TAGS, info.objective]
-    if base_license:
-        metadata["license"] = base_license
-    header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
-    return "\n".join(["---", header.rstrip(), "---", "", *_body(info), ""])
+    return card_text(metadata, _body(info, hub))
+
+
+def card_text(metadata: Mapping[str, Any], body: list[str]) -> str:
+    """A model card: ``metadata`` as its YAML header, then the ``body`` lines."""
+    header = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True)
+    return "\n".join(["---", header.rstrip(), "---", "", *body, ""])
 
 
 def write_model_card(model_dir: str | Path, info: ModelCardInfo) -> Path:
-    """Write ``<model_dir>/README.md`` (atomically); the license is read from the base model's own
-    README.md when it is a local directory."""
+    """Write ``<model_dir>/README.md`` (atomically), with what the base model's own card says
+    (:func:`base_card_metadata`)."""
     path = Path(model_dir) / "README.md"
-    atomic_write_text(path, model_card(info, base_license=declared_license(info.base_model)))
+    atomic_write_text(path, model_card(info, base_card_metadata(info.base_model)))
     return path
 
 
-def declared_license(model: str | Path) -> str | None:
-    """The ``license`` in the YAML header of a local model directory's README.md, if any."""
+def base_card_metadata(model: str | Path) -> dict[str, Any]:
+    """The YAML header of a local model directory's README.md (``{}``: no directory, card or header)."""
     readme = Path(model) / "README.md"
     try:
-        metadata = read_card_metadata(readme.read_text(encoding="utf-8"))
+        return read_card_metadata(readme.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    value = metadata.get("license")
-    return value if isinstance(value, str) and value.strip() else None
+        return {}
+
+
+def base_hub_id(model: str, base_card: Mapping[str, Any]) -> str | None:
+    """The Hub id of the base model ``model``: the ``base_model`` its own card names (a local directory
+    made from a Hub model), else ``model`` itself when it is a Hub id and no local path; None: unknown."""
+    named = base_card.get("base_model")
+    if isinstance(named, list) and len(named) == 1:
+        named = named[0]
+    if isinstance(named, str) and hub_id(named):
+        return hub_id(named)
+    return model if _HUB_ID.match(model) and not Path(model).exists() else None
+
+
+def hub_id(text: str, kind: str = "") -> str | None:
+    """``text`` as a Hub repository id: an id (``owner/name``, or a legacy ``name``), or a huggingface.co URL
+    of one (``kind``: ``datasets`` for a dataset's URL); None when it is neither (an absolute path)."""
+    prefix = re.match(rf"https?://(?:www\.)?huggingface\.co/{kind + '/' if kind else ''}", text)
+    candidate = text[prefix.end() :].strip("/") if prefix else text
+    return candidate if _HUB_ID.match(candidate) else None
 
 
 def read_card_metadata(text: str) -> dict[str, Any]:
@@ -126,9 +155,14 @@ def read_card_metadata(text: str) -> dict[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-def _body(info: ModelCardInfo) -> list[str]:
-    name = info.base_model.rstrip("/").split("/")[-1]
-    trained = f"`{info.base_model}`" + (" (LoRA adapter)" if info.adapter else "")
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _body(info: ModelCardInfo, hub: str | None) -> list[str]:
+    """The card's text below its header; ``hub``: the base model's Hub id, when known."""
+    name = (hub or info.base_model).rstrip("/").split("/")[-1]
+    trained = _base_description(info, hub) + (" (LoRA adapter)" if info.adapter else "")
     lines = [
         f"# {name}, trained with larpo ({info.objective})",
         "",
@@ -138,19 +172,26 @@ def _body(info: ModelCardInfo) -> list[str]:
         "",
         "## Training",
         "",
-        *_table(("setting", "value"), _settings(info)),
+        *table_lines(("setting", "value"), _settings(info, _base_description(info, hub))),
         "",
     ]
     if info.metrics:
         after = "the initial model" if info.metrics_after == -1 else f"iteration {info.metrics_after}"
         title = "## Held-out evaluation" + (f" (after {after})" if info.metrics_after is not None else "")
-        lines += [title, "", *_table(("metric", "value"), _flat_metrics(info.metrics)), ""]
+        lines += [title, "", *table_lines(("metric", "value"), _flat_metrics(info.metrics)), ""]
     return [*lines, "## Reproduce", "", f"larpo {info.larpo_version}:", "", "```", info.command, "```"]
 
 
-def _settings(info: ModelCardInfo) -> list[tuple[str, str]]:
+def _base_description(info: ModelCardInfo, hub: str | None) -> str:
+    """The base model as the card names it: its path or id, and the Hub id a local directory comes from."""
+    if hub is None or hub == info.base_model:
+        return f"`{info.base_model}`"
+    return f"`{info.base_model}` (from `{hub}`)"
+
+
+def _settings(info: ModelCardInfo, base: str) -> list[tuple[str, str]]:
     rows = [
-        ("base model", f"`{info.base_model}`"),
+        ("base model", base),
         ("objective", f"`{info.objective}`"),
         ("objective options", f"`{json.dumps(info.objective_options, sort_keys=True)}`"),
         ("beta", _number(info.beta)),
@@ -181,7 +222,9 @@ def _number(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def _table(head: tuple[str, str], rows: list[tuple[str, str]]) -> list[str]:
+def table_lines(head: tuple[str, str], rows: list[tuple[str, str]]) -> list[str]:
+    """A two-column Markdown table (``|`` in a cell escaped)."""
+
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 

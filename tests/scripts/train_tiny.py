@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests.helpers import arithmetic_lists, tiny_model_and_tokenizer  # noqa: E402
 
+from larpo.distributed import end_launched_process  # noqa: E402
 from larpo.trainer import (
     ListwiseConfig,  # noqa: E402
     ListwiseTrainer,  # noqa: E402
@@ -40,6 +41,7 @@ def main() -> None:
         engine = "fsdp" if trainer.is_fsdp_enabled else "ddp" if processes > 1 else "none"
         torch.save({"losses": losses, "weights": weights, "initial": initial, "processes": processes,
                     "engine": engine}, out)  # fmt: skip
+    end_launched_process()  # not through the interpreter's teardown, which can abort a gloo rank
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from larpo.generation import Generator, SamplingParams
 from larpo.reference import response_logps
 from larpo.rewards import Reranker
 from larpo.rewards.base import Fields
+from larpo.tasks.instructions import has_instruction_fields, instruction_following
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,14 @@ def evaluate_policy(
     distinct samples and their scores are returned under ``samples`` (held-out candidate lists).
     ``prompts`` are the texts the policy sees (rendered in its chat template); the reranker gets
     ``reward_prompts`` (the prompts as the file holds them, strings or message lists), default ``prompts``,
-    and ``reward_fields`` (each prompt row's other fields), default none.
+    and ``reward_fields`` (each prompt row's other fields), default none. When every row has IFEval's
+    columns, ``instruction_following`` holds IFEval's four accuracies of the greedy replies.
 
     Returns a JSON-ready dict; ``pass_at_k`` is for the first temperature, ``pass_at_k_by_temperature``
     and ``recall_curve`` (pass@N for N = 1..num_samples) cover all of them.
     """
-    score = _scorer(reranker, prompts if reward_prompts is None else reward_prompts, reward_fields)
+    scored_prompts = prompts if reward_prompts is None else reward_prompts
+    score = _scorer(reranker, scored_prompts, reward_fields)
     greedy = generator.greedy(prompts, settings.max_new_tokens)
     greedy_scores = [s[0] for s in score([[g] for g in greedy])]
     result: dict[str, Any] = {
@@ -78,6 +81,8 @@ def evaluate_policy(
         "mean_reward": sum(greedy_scores) / len(prompts),
         "settings": asdict(settings),
     }
+    if reward_fields is not None and has_instruction_fields(reward_fields):  # IFEval's columns
+        result["instruction_following"] = instruction_following(scored_prompts, reward_fields, greedy)
     by_temperature, curves = {}, {}
     for index, temperature in enumerate(settings.temperatures):
         params = SamplingParams(

@@ -121,6 +121,8 @@ class CallableReranker(Reranker):
     candidate responses and returns one score per response, in the same order; the scores must be finite
     real numbers. It also gets, as keyword arguments, the fields of the prompt's row that it declares by
     name, or all of them when it takes ``**kwargs`` (TRL's convention); ``fn(prompt, responses)`` gets none.
+    A ``fn.check_fields(**fields)`` attribute, when present, validates each row's fields before anything runs
+    (:meth:`check_fields`).
     An exception raised by ``fn`` becomes a :class:`RewardError` naming the prompt and where in the
     function it was raised.
     """
@@ -130,9 +132,19 @@ class CallableReranker(Reranker):
         self.signature = FieldSignature.of(self.fn)
 
     def check_fields(self, rows: Sequence[tuple[str, Mapping[str, Any]]], where: str = "") -> None:
+        """Every row has the fields ``fn`` declares, none named like its own arguments, and, when ``fn``
+        has a ``check_fields`` attribute, that function (called with the fields ``fn`` takes) accepts them
+        (it raises ``ValueError`` or ``TypeError`` with the reason otherwise)."""
+        validate = getattr(self.fn, "check_fields", None)
+        name = getattr(self.fn, "__name__", "the reward function")
         for prompt_id, fields in rows:
-            if (problem := self.signature.problem(fields)) is not None:
-                name = getattr(self.fn, "__name__", "the reward function")
+            problem = self.signature.problem(fields)
+            if problem is None and callable(validate):
+                try:
+                    validate(**self.signature.select(fields))
+                except (ValueError, TypeError) as error:
+                    problem = str(error)
+            if problem is not None:
                 raise RewardError(f"{where}prompt {prompt_id!r} cannot be scored by {name}: {problem}")
 
     def _score(self, prompts: list[Any], responses: list[list[str]]) -> list[Any]:

@@ -127,7 +127,7 @@ class RunConfig:
         None, "samples per prompt for evaluations between the initial and last (null: eval_samples)"
     )
     eval_threshold: float = _f(1.0, "a response is correct when its reward is >= this")
-    eval_reward: str | None = _f(None, "reward for evaluation (default: the training reward)")
+    eval_reward: str | None = _f(None, "reward for evaluation (null: the training reward)")
     eval_ranking_prompts: int = _f(
         200, "held-out prompts whose sample lists measure NDCG / Kendall tau (0: off)"
     )

@@ -20,7 +20,7 @@ from larpo.run.config import RunConfig
 from larpo.run.context import RunContext
 from larpo.seeding import hash_seed
 
-REPORTED = ("greedy_accuracy", "mean_reward", "pass_at_k", "ndcg", "kendall_tau")
+REPORTED = ("greedy_accuracy", "mean_reward", "pass_at_k", "ndcg", "kendall_tau", "instruction_following")
 """The results of an evaluation that the manifest records (the file keeps everything)."""
 
 
@@ -28,7 +28,7 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     """Evaluate the policy after iteration ``s`` (-1: the initial model) on the held-out prompts."""
     if not evaluates(ctx, s):
         return {"skipped": True}
-    path = result_path(ctx, s)
+    path = result_path(ctx.run_dir, s)
     settings = eval_settings(ctx.config, s)
     if not covers(path, settings):
         texts = [p.text for p in ctx.eval_prompts]
@@ -60,8 +60,9 @@ def evaluates(ctx: RunContext, s: int) -> bool:
     return bool(ctx.eval_prompts) and (s < 0 or last or (s + 1) % config.eval_every == 0)
 
 
-def result_path(ctx: RunContext, s: int) -> Path:
-    return ctx.run_dir / "eval" / ("initial.json" if s < 0 else f"iter_{s}.json")
+def result_path(run_dir: Path, s: int) -> Path:
+    """The evaluation file of the policy after iteration ``s`` (-1: the initial model) in a run directory."""
+    return run_dir / "eval" / ("initial.json" if s < 0 else f"iter_{s}.json")
 
 
 def covers(path: Path, wanted: EvalSettings) -> bool:
@@ -88,7 +89,7 @@ def is_outdated(ctx: RunContext, s: int) -> bool:
     if not evaluates(ctx, s):
         return False
     skipped = ctx.manifest.stats(s, "eval").get("skipped", False)
-    return skipped or not covers(result_path(ctx, s), eval_settings(ctx.config, s))
+    return skipped or not covers(result_path(ctx.run_dir, s), eval_settings(ctx.config, s))
 
 
 def eval_settings(config: RunConfig, s: int) -> EvalSettings:

@@ -11,9 +11,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from larpo.candidates import sample_external_negatives, split_samples, temperature_for
+from larpo.candidates import split_samples, temperature_for
 from larpo.faults import fault_point
 from larpo.generation import Generator, SamplingParams
+from larpo.negatives import sample_external_negatives
 from larpo.prompts import Prompt
 from larpo.run.context import RunContext, chunked
 from larpo.seeding import hash_seed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from larpo.io import remove_stale_temp_files
 from larpo.run import evaluate, generate, lists, score, train
@@ -72,6 +74,8 @@ def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dic
         if ctx.eval_prompts and is_pending(ctx, -1, "eval"):  # the initial model, as iteration -1
             run_stage(ctx, -1, next(stage for stage in chosen if stage.name == "eval"))
             track(ctx, -1)
+        if ctx.eval_prompts:  # the "before" of every held-out number, printed on a resumed run too
+            ctx.console.print(initial_summary(ctx), soft_wrap=True, highlight=False)
         for s in range(ctx.config.iterations):
             pending = [stage for stage in chosen if is_pending(ctx, s, stage.name)]
             for stage in pending:
@@ -150,6 +154,48 @@ def summary(ctx: RunContext, s: int) -> str:
         f"loss {loss}, ranking acc {accuracy}, mean reward {sc['mean_reward']:.4f}"
     )
     return line + _evaluated(manifest.stats(s, "eval"))
+
+
+def initial_summary(ctx: RunContext) -> str:
+    """The line of the initial model's held-out evaluation (iteration -1), printed before iteration 0."""
+    stats = ctx.manifest.stats(-1, "eval") if ctx.manifest.done(-1, "eval") else {}
+    if "greedy_accuracy" not in stats:
+        return "initial model: not evaluated"
+    pass_at_k = "".join(f", pass@{k} {v:.3f}" for k, v in stats.get("pass_at_k", {}).items() if v is not None)
+    return (
+        f"initial model: held-out greedy acc {stats['greedy_accuracy']:.3f}{pass_at_k}, "
+        f"mean reward {stats['mean_reward']:.4f} ({evaluate.result_path(ctx.run_dir, -1)})"
+    )
+
+
+def before_after(run_dir: Path, data: Mapping[str, Any]) -> Table | None:
+    """The held-out numbers of the initial model and of the last evaluated iteration, and the change, from a
+    run's manifest ``data``; None when the run has no held-out evaluation of both."""
+    completed = data["completed"]
+    initial = completed.get("-1", {}).get("eval", {})
+    evaluated = [
+        int(s)
+        for s, stages in completed.items()
+        if int(s) >= 0 and "greedy_accuracy" in stages.get("eval", {})
+    ]
+    if "greedy_accuracy" not in initial or not evaluated:
+        return None
+    last = max(evaluated)
+    after = completed[str(last)]["eval"]
+    rows = [("greedy accuracy", "greedy_accuracy", None)]
+    rows += [(f"pass@{k}", "pass_at_k", k) for k in initial.get("pass_at_k", {})]
+    rows.append(("mean reward", "mean_reward", None))
+    path = evaluate.result_path(run_dir, -1)
+    prompts = json.loads(path.read_text(encoding="utf-8")).get("prompts") if path.is_file() else None
+    header = f"held-out ({prompts} prompts)" if prompts else "held-out"
+    table = Table(header, "initial model", f"after iteration {last}", "change")
+    for label, key, k in rows:
+        before, now = (
+            stats.get(key) if k is None else stats.get(key, {}).get(k) for stats in (initial, after)
+        )
+        if before is not None and now is not None:
+            table.add_row(label, f"{before:.3f}", f"{now:.3f}", f"{now - before:+.3f}")
+    return table
 
 
 def _evaluated(stats: dict[str, Any]) -> str:

@@ -1,0 +1,238 @@
+"""What benchmarks/study.py compares, and the rules that choose between the runs.
+
+- :class:`Task`: a prompts folder (train/validation/test.jsonl), a training reward, an exact reward (1.0 =
+  correct: accuracy, and the reward of RFT and GRPO) and a base config; :data:`PRESETS` holds the two chat
+  tasks of examples/chat.
+- :data:`VARIANTS`: larpo's settings searched on validation, each one change to the task's config. A
+  variant that changes the samples per prompt or the iterations keeps the samples of the base config
+  (iterations x prompts_per_iteration x num_candidates) by taking fewer prompts per iteration.
+- :data:`BASELINES`: RFT, TRL's DPOTrainer on the same samples, TRL's GRPOTrainer.
+- :func:`ranked` (every choice: a learning rate, larpo's variant, the variants kept for more seeds) and
+  :func:`equal_compute_iterations` (how many iterations a stage-seconds budget buys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from larpo.checks import check_known_keys
+from larpo.run.config import RunConfig
+
+REPO = Path(__file__).resolve().parent.parent
+Overrides = dict[str, Any]
+K = TypeVar("K")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One task of the study."""
+
+    name: str
+    """Its name in the result files (``<name>_equal_samples.json``)."""
+    prompts: Path
+    """Folder of train.jsonl, validation.jsonl and test.jsonl."""
+    reward: str
+    """The training reward (``module:function``)."""
+    exact_reward: str
+    """The evaluation reward: a response is correct when it scores 1.0."""
+    config: Path
+    """The base config YAML of every arm."""
+
+
+PRESETS = {
+    "arithmetic": Task(
+        "arithmetic", Path("runs/chat_arithmetic"), "larpo.tasks.arithmetic.chat:graded_reward",
+        "larpo.tasks.arithmetic.chat:exact_reward", REPO / "examples/chat/smollm2_arithmetic.yaml",
+    ),
+    "instructions": Task(
+        "instructions", Path("runs/instructions"), "larpo.tasks.instructions:graded_reward",
+        "larpo.tasks.instructions:exact_reward", REPO / "examples/chat/smollm2_instructions.yaml",
+    ),
+}  # fmt: skip
+
+
+def make_task(preset: str | None, **given: Any) -> Task:
+    """The preset ``preset`` with each value of ``given`` that is not None replacing its own; without a
+    preset every field must be given."""
+    values = {k: v for k, v in given.items() if v is not None}
+    if preset is not None:
+        return dataclasses.replace(PRESETS[preset], **values)
+    missing = [f.name for f in dataclasses.fields(Task) if f.name not in values]
+    if missing:
+        raise ValueError(f"without --task, give {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    return Task(**values)
+
+
+Variant = Overrides | Callable[[RunConfig, Task], Overrides]
+"""A change to the base config: fixed settings, or settings computed from the base config and the task."""
+
+
+def fewer_prompts(base: RunConfig, factor: int) -> int:
+    """``prompts_per_iteration`` divided by ``factor`` (at least 1): the same samples when something else
+    is multiplied by ``factor``."""
+    if base.prompts_per_iteration is None:
+        raise ValueError("this variant needs prompts_per_iteration in the base config")
+    return max(1, base.prompts_per_iteration // factor)
+
+
+def more_candidates(base: RunConfig, task: Task) -> Overrides:
+    """Twice the samples per prompt on half the prompts."""
+    return {"num_candidates": 2 * base.num_candidates, "prompts_per_iteration": fewer_prompts(base, 2)}
+
+
+def finer_iterations(factor: int) -> Callable[[RunConfig, Task], Overrides]:
+    """``factor`` times the iterations, each on 1/``factor`` of the prompts."""
+
+    def overrides(base: RunConfig, task: Task) -> Overrides:
+        return {"iterations": factor * base.iterations, "prompts_per_iteration": fewer_prompts(base, factor)}
+
+    return overrides
+
+
+def exact_reward(base: RunConfig, task: Task) -> Overrides:
+    """Train on the task's exact reward."""
+    return {"reward": task.exact_reward}
+
+
+VARIANTS: dict[str, tuple[str, Variant]] = {
+    "base": ("the task's config as published", {}),
+    "exact": ("exact reward: every correct sample a positive (tied best), the wrong ones negatives", exact_reward),
+    "lambdarank": ("objective lambdarank (all ordered pairs)", {"objective": "lambdarank"}),
+    "listmle": ("objective listmle (Plackett-Luce)", {"objective": "listmle"}),
+    "pairwise": ("objective pairwise (DPO, best vs worst)", {"objective": "pairwise"}),
+    "top2_bottom2": (
+        "lambdarank on twice the samples per prompt (half the prompts): the top 2 above the bottom 2",
+        lambda base, task: {**more_candidates(base, task), "objective": "lambdarank", "positives": 2, "negatives": 2},
+    ),
+    "exact_beta0.02_nll1": (
+        "the demo's validated form: exact reward, beta 0.02, nll_weight 1",
+        lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0},
+    ),
+    "beta0.02": ("beta 0.02", {"beta": 0.02}),
+    "beta0.5": ("beta 0.5", {"beta": 0.5}),
+    "nll0": ("nll_weight 0", {"nll_weight": 0.0}),
+    "nll1": ("nll_weight 1", {"nll_weight": 1.0}),
+    "candidates_x2": ("twice the samples per prompt on half the prompts", more_candidates),
+    "iterations_x2": ("twice the iterations, each on half the prompts", finer_iterations(2)),
+    "iterations_x4": ("4 times the iterations, each on a quarter of the prompts", finer_iterations(4)),
+    "epochs1": ("1 epoch over each iteration's lists", {"epochs": 1}),
+    "epochs2": ("2 epochs over each iteration's lists", {"epochs": 2}),
+}  # fmt: skip
+"""larpo's variants; the names of the presets' sizes: candidates_x2 = 8 samples, iterations_x2 = 4x32 and
+iterations_x4 = 8x16 prompts (the base config: 2 iterations x 64 prompts x 4 samples)."""
+
+BASELINES: dict[str, tuple[str, str, Variant]] = {
+    "rft": (
+        "control: NLL of the verified-correct samples (exact reward)", "larpo",
+        lambda base, task: {"objective": "rft", "nll_weight": 0.0, "reward": task.exact_reward},
+    ),
+    "trl_dpo": ("TRL DPOTrainer on the (best, worst) pair of each list of the task's config", "trl_dpo", {}),
+    "grpo": (
+        "TRL GRPOTrainer (loss dapo), num_candidates completions per prompt, exact reward", "grpo",
+        exact_reward,
+    ),
+}  # fmt: skip
+"""The baselines: (what, trainer, change to the task's config)."""
+ARMS = ("larpo", *BASELINES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One way to train, before its learning rate is chosen."""
+
+    key: str
+    """Unique: its run folders' name (``larpo_<variant>`` for larpo's variants)."""
+    trainer: str
+    """larpo, trl_dpo (larpo's run, TRL's DPOTrainer as the train stage) or grpo."""
+    overrides: Overrides
+    """Its settings on top of the task's config."""
+    what: str
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.key in BASELINES
+
+
+def parse_variant(text: str) -> tuple[str, tuple[str, Overrides]]:
+    """A ``--variant`` value, ``"NAME KEY=VALUE ..."`` (values as YAML), as a :data:`VARIANTS` entry."""
+    import yaml
+
+    name, *items = text.split()
+    pairs = [item.partition("=") for item in items]
+    if not pairs or any(not sep for _, sep, _ in pairs):
+        raise ValueError(f"--variant {text!r}: expected NAME KEY=VALUE [KEY=VALUE ...]")
+    overrides = {key: yaml.safe_load(value) for key, _, value in pairs}
+    check_known_keys(
+        overrides, [f.name for f in dataclasses.fields(RunConfig)], f"--variant {name}: unknown key"
+    )
+    return name, (" ".join(items), overrides)
+
+
+def resolve(variant: Variant, base: RunConfig, task: Task) -> Overrides:
+    """The settings a variant changes, for this base config and task."""
+    return dict(variant(base, task) if callable(variant) else variant)
+
+
+def larpo_arms(names: Iterable[str], base: RunConfig, task: Task, variants: Mapping = VARIANTS) -> list[Arm]:
+    """The arms of larpo's ``names`` variants, in order, without a variant whose config equals an earlier
+    one's (``epochs2`` when the base config has 2 epochs)."""
+    arms, seen = [], []
+    for name in names:
+        what, variant = variants[name]
+        overrides = resolve(variant, base, task)
+        settings = dataclasses.replace(base, **overrides).to_dict()  # checks the values, too
+        if settings not in seen:
+            seen.append(settings)
+            arms.append(Arm(f"larpo_{name}", "larpo", overrides, f"larpo, {what}"))
+    return arms
+
+
+def baseline_arm(name: str, base: RunConfig, task: Task) -> Arm:
+    """The arm of the baseline ``name`` (a key of :data:`BASELINES`)."""
+    what, trainer, variant = BASELINES[name]
+    overrides = resolve(variant, base, task)
+    dataclasses.replace(base, **overrides)  # checks the values
+    return Arm(name, trainer, overrides, what)
+
+
+def ranked(scores: Mapping[K, float]) -> list[K]:
+    """The keys of ``scores`` best first; equal scores keep their order in ``scores``."""
+    return sorted(scores, key=lambda key: -scores[key])
+
+
+def choose_lr(scores: Mapping[float, float]) -> float:
+    """The learning rate with the best validation score; a tie goes to the smaller learning rate."""
+    return ranked(dict(sorted(scores.items())))[0]
+
+
+def iteration_seconds(log: Iterable[Mapping[str, Any]]) -> list[float]:
+    """Stage seconds of each iteration of a run, evaluation excluded, from its ``log.jsonl`` entries."""
+    totals: dict[int, float] = {}
+    for entry in log:
+        if "iteration" in entry and entry.get("stage") != "eval":
+            totals[entry["iteration"]] = totals.get(entry["iteration"], 0.0) + entry.get("seconds", 0.0)
+    return [totals[s] for s in sorted(totals)]
+
+
+def another_fits(seconds: list[float], budget: float) -> bool:
+    """Whether one more iteration fits the stage-seconds ``budget`` after iterations that took ``seconds``:
+    when the total it is expected to reach (an iteration costing their mean) is nearer the budget than the
+    total without it, or no iteration has run."""
+    if not seconds:
+        return True
+    return sum(seconds) + statistics.mean(seconds) / 2 <= budget
+
+
+def equal_compute_iterations(seconds: list[float], budget: float) -> int | None:
+    """The iterations the ``budget`` buys a run whose iterations took ``seconds`` (at least 1): the first
+    after which :func:`another_fits` says no; None while that needs an iteration the run has not run."""
+    count = 1
+    while another_fits(seconds[:count], budget):
+        if count >= len(seconds):
+            return None
+        count += 1
+    return count

@@ -1,0 +1,203 @@
+"""The runs of benchmarks/study.py: each arm's config for a seed and learning rate, training (resumable),
+greedy validation on a fixed subset, and test evaluation, every result cached in its run folder.
+
+Layout under the study's output folder::
+
+    validation_subset.jsonl          the first --validation-prompts validation prompts, written once
+    initial_validation.json          the pretrained model's greedy validation accuracy
+    initial_test/eval.json           the pretrained model on test
+    seed<N>/<arm key>_lr<lr>/        one run (larpo's run folder); equal compute extends its iterations
+        validation/iter_<s>.json     greedy validation accuracy of iter_<s>/model
+        eval_test/iter_<s>/eval.json greedy accuracy and pass@1 of iter_<s>/model on test
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from larpo.baselines.grpo import run_grpo
+from larpo.evaluation.held_out import EvalSettings
+from larpo.evaluation.model_dir import evaluate_model_dir
+from larpo.io import atomic_write_json
+from larpo.run import run as run_larpo
+from larpo.run.config import RunConfig, load_run_config
+from study_arms import Arm, Task, equal_compute_iterations, iteration_seconds
+from trl_iterative import trl_train
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """One task's study: where its runs live and how every run is configured and measured."""
+
+    task: Task
+    model: Path
+    output: Path
+    overrides: tuple[str, ...] = ()
+    """``key=value`` settings on every arm's config (``--set``), after the task's config."""
+    validation_prompts: int = 200
+
+    def base(self) -> RunConfig:
+        """The task's config with the ``--set`` overrides, the study's model, train prompts and training
+        reward, and no evaluation inside the run (the study evaluates afterwards)."""
+        config = load_run_config(
+            self.task.config, list(self.overrides), model=str(self.model), reward=self.task.reward,
+            prompts=str(self.task.prompts / "train.jsonl"), output_dir=str(self.output),
+        )  # fmt: skip
+        return dataclasses.replace(config, eval_prompts=None)
+
+    def config(self, arm: Arm, seed: int, learning_rate: float) -> RunConfig:
+        """The run config of ``arm`` for ``seed`` at ``learning_rate``: the base config, then the arm's
+        settings, at equal samples (the base config's, or the variant's equal split of them)."""
+        run_dir = self.output / f"seed{seed}" / f"{arm.key}_lr{learning_rate:g}"
+        return dataclasses.replace(
+            self.base(), **arm.overrides, seed=seed, learning_rate=learning_rate, output_dir=str(run_dir)
+        )
+
+    def train(self, arm: Arm, config: RunConfig, console: Console) -> Path:
+        """Run (or resume) ``config`` with the arm's trainer, unless finished; its final model folder."""
+        if not is_finished(Path(config.output_dir), config.iterations):
+            if arm.trainer == "grpo":
+                run_grpo(config, console)
+            elif arm.trainer == "trl_dpo":
+                run_larpo(config, stages={"train": trl_train}, console=console)
+            else:
+                run_larpo(config, console=console)
+        return model_dir(config, config.iterations)
+
+    def validation_subset(self) -> Path:
+        """The fixed validation prompts (the first ``validation_prompts`` of validation.jsonl), written
+        into the output folder once so that every run is validated on the same file."""
+        path = self.output / "validation_subset.jsonl"
+        if not path.exists():
+            lines = (self.task.prompts / "validation.jsonl").read_text().splitlines(keepends=True)
+            self.output.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(lines[: self.validation_prompts]))
+        return path
+
+    def validate(self, model: Path, cached: Path) -> dict[str, Any]:
+        """Greedy accuracy (exact reward) of ``model`` on the validation subset, cached in ``cached``."""
+        if not cached.exists():
+            base = self.base()
+            result = greedy_accuracy(
+                model, self.validation_subset(), self.task.exact_reward, base.chat_template,
+                base.max_new_tokens, base.generation_batch_size,
+            )  # fmt: skip
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(cached, result)
+        return json.loads(cached.read_text())
+
+    def test(self, model: Path, where: Path) -> dict[str, float]:
+        """``larpo eval``'s greedy accuracy and pass@1 (one sample at T=1) of ``model`` on the test split
+        with the exact reward, cached in ``where/eval.json``."""
+        if not (where / "eval.json").exists():
+            base = self.base()
+            settings = EvalSettings(
+                num_samples=1, temperatures=[1.0], ks=[1], max_new_tokens=base.max_new_tokens
+            )
+            evaluate_model_dir(
+                model, self.task.prompts / "test.jsonl", self.task.exact_reward, where, settings,
+                batch_size=base.generation_batch_size, chat_template=base.chat_template, reference=self.model,
+            )  # fmt: skip
+        result = json.loads((where / "eval.json").read_text())
+        return {"greedy_accuracy": result["greedy_accuracy"], "pass_at_1": result["pass_at_k"]["1"]}
+
+    def validated(self, arm: Arm, learning_rate: float, console: Console) -> dict[str, Any]:
+        """Seed 0 of ``arm`` at ``learning_rate`` trained at equal samples and validated: one row of the
+        search table."""
+        config = self.config(arm, 0, learning_rate)
+        model = self.train(arm, config, console)
+        cached = Path(config.output_dir) / "validation" / f"{model.parent.name}.json"
+        return {"arm": arm.key, "learning_rate": learning_rate, **self.validate(model, cached),
+                **cost(config, config.iterations)}  # fmt: skip
+
+    def extend_to_budget(self, arm: Arm, config: RunConfig, budget: float, console: Console) -> RunConfig:
+        """``config`` (a finished run) with the iterations that ``budget`` stage seconds buy
+        (:func:`study_arms.equal_compute_iterations`), running more of them while that is undecided."""
+        while (count := equal_compute_iterations(run_seconds(config), budget)) is None:
+            self.train(arm, dataclasses.replace(config, iterations=len(run_seconds(config)) + 1), console)
+        return dataclasses.replace(config, iterations=count)
+
+    def row(self, name: str, arm: Arm, config: RunConfig, console: Console) -> dict[str, Any]:
+        """The result row of ``config``'s run after its ``iterations``: trained (or resumed) and tested."""
+        model = self.train(arm, config, console)
+        test = self.test(model, Path(config.output_dir) / "eval_test" / model.parent.name)
+        return {"arm": name, "seed": config.seed, **test, "learning_rate": config.learning_rate,
+                **cost(config, config.iterations)}  # fmt: skip
+
+
+def greedy_accuracy(
+    model: Path, prompts: Path, reward: str, chat_template: str, max_new_tokens: int, batch_size: int
+) -> dict[str, Any]:
+    """Greedy replies of ``model`` to ``prompts`` (rendered in its chat template, stopped at its stop ids),
+    scored by ``reward`` (each prompt as the file holds it, with its row's fields): the fraction correct
+    (``larpo eval``'s threshold) and the mean reward. No sampling: validation is greedy only."""
+    from larpo.chat import ChatFormat
+    from larpo.generation import TransformersGenerator
+    from larpo.model_io import load_policy
+    from larpo.prompts import load_prompts
+    from larpo.rewards import load_reranker
+
+    policy, tokenizer = load_policy(model)
+    items = load_prompts(prompts, tokenizer, chat_template)
+    stop_ids = ChatFormat(tokenizer, chat_template).stop_token_ids(policy)
+    generator = TransformersGenerator(policy, tokenizer, batch_size=batch_size, stop_ids=stop_ids)
+    replies = generator.greedy([p.text for p in items], max_new_tokens)
+    scores = [
+        row[0]
+        for row in load_reranker(reward).score(
+            [p.original for p in items], [[r] for r in replies], [p.fields for p in items]
+        )
+    ]
+    threshold = EvalSettings().correct_threshold
+    return {
+        "prompts": len(items),
+        "greedy_accuracy": sum(s >= threshold for s in scores) / len(items),
+        "mean_reward": sum(scores) / len(items),
+    }
+
+
+def model_dir(config: RunConfig, iterations: int) -> Path:
+    """The model a run of ``config`` has after ``iterations`` iterations."""
+    return Path(config.output_dir) / f"iter_{iterations - 1}" / "model"
+
+
+def is_finished(run_dir: Path, iterations: int) -> bool:
+    """Whether every stage of the run's first ``iterations`` iterations is recorded in its manifest."""
+    manifest = run_dir / "manifest.json"
+    if not manifest.exists():
+        return False
+    completed = json.loads(manifest.read_text())["completed"]
+    return all("eval" in completed.get(str(s), {}) for s in range(iterations))
+
+
+def run_seconds(config: RunConfig) -> list[float]:
+    """Stage seconds of each iteration the run of ``config`` has logged (evaluation excluded)."""
+    log = Path(config.output_dir) / "log.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return iteration_seconds(json.loads(line) for line in lines)
+
+
+def cost(config: RunConfig, iterations: int) -> dict[str, Any]:
+    """Iterations, samples drawn and stage seconds of the run of ``config`` up to ``iterations``."""
+    prompts = config.prompts_per_iteration or len(Path(config.prompts).read_text().splitlines())
+    return {
+        "iterations": iterations,
+        "samples": iterations * prompts * config.num_candidates,
+        "seconds": round(sum(run_seconds(config)[:iterations]), 1),
+    }
+
+
+def study_hours(output: Path) -> float:
+    """Stage hours of every run under ``output`` (search, test seeds, extensions; evaluation excluded)."""
+    return (
+        sum(
+            sum(iteration_seconds(json.loads(line) for line in log.read_text().splitlines()))
+            for log in output.glob("seed*/*/log.jsonl")
+        )
+        / 3600
+    )

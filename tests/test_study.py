@@ -1,0 +1,216 @@
+"""benchmarks/study.py, the study of any task: its choices (learning rate, larpo's variant, iterations at
+equal compute) on given numbers, its arms' configs, and a subset of arms run end to end on a tiny task."""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import study  # noqa: E402
+import study_arms  # noqa: E402
+from larpo.baselines.grpo import check_grpo_config  # noqa: E402
+from study_arms import (  # noqa: E402
+    VARIANTS,
+    Task,
+    another_fits,
+    baseline_arm,
+    choose_lr,
+    equal_compute_iterations,
+    iteration_seconds,
+    larpo_arms,
+    ranked,
+)
+from study_runs import Study, run_seconds  # noqa: E402
+
+TRAIN_REWARD = "tests.rewards_for_tests:digit_overlap"
+EXACT = '''
+def exact(prompt, responses):
+    """1.0 for the right sum, else 0.0."""
+    left, right = prompt.rstrip("=").split("+")
+    return [float(r.strip() == str(int(left) + int(right))) for r in responses]
+'''
+CONFIG = """
+iterations: 1
+prompts_per_iteration: 4
+num_candidates: 2
+max_new_tokens: 4
+generation_batch_size: 8
+batch_size: 2
+epochs: 1
+objective: contrastive
+nll_weight: 0.5
+beta: 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def task(workspace, tmp_path_factory) -> Task:
+    """A tiny addition task: 8 prompts per split, a graded training reward and an exact one (a file)."""
+    root = tmp_path_factory.mktemp("task")
+    for offset, split in enumerate(("train", "validation", "test")):
+        rows = [{"id": f"{split}{i}", "prompt": f"{10 + i}+{20 + 3 * i + offset}="} for i in range(8)]
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (root / "exact.py").write_text(EXACT)
+    (root / "config.yaml").write_text(CONFIG)
+    return Task("tiny", root, TRAIN_REWARD, f"{root / 'exact.py'}:exact", root / "config.yaml")
+
+
+def test_the_learning_rate_with_the_best_validation_score_is_chosen_ties_to_the_smaller():
+    assert choose_lr({5e-6: 0.40, 1e-5: 0.61, 2e-5: 0.55}) == 1e-5
+    assert choose_lr({2e-5: 0.60, 1e-5: 0.60, 5e-6: 0.50}) == 1e-5  # a tie, listed larger first
+    assert choose_lr({2e-5: 0.3, 5e-6: 0.3, 1e-5: 0.3}) == 5e-6
+    assert ranked({"base": 0.5, "exact": 0.7, "listmle": 0.5}) == ["exact", "base", "listmle"]
+
+
+def test_another_iteration_runs_while_it_brings_the_stage_seconds_nearer_the_budget():
+    log = [
+        {"iteration": 0, "stage": "generate", "seconds": 6.0},
+        {"iteration": 0, "stage": "train", "seconds": 4.0},
+        {"iteration": 0, "stage": "eval", "seconds": 100.0},  # evaluation is not counted
+        {"iteration": 1, "stage": "generate", "seconds": 10.0},
+        {"iteration": 1, "stage": "eval", "seconds": 100.0},
+    ]
+    assert iteration_seconds(log) == [10.0, 10.0]
+    assert another_fits([], 1.0)  # at least one iteration
+    assert another_fits([10.0, 10.0], 25.0)  # 30 is as near 25 as 20
+    assert not another_fits([10.0, 10.0], 24.9)
+    assert equal_compute_iterations([], 33.0) is None
+    assert equal_compute_iterations([10.0], 33.0) is None  # a second fits: run it, then ask again
+    assert equal_compute_iterations([10.0, 10.0, 10.0, 10.0], 33.0) == 3
+    assert equal_compute_iterations([10.0, 10.0, 10.0, 10.0], 35.0) == 4
+    assert equal_compute_iterations([50.0, 10.0], 33.0) == 1  # one iteration even over the budget
+
+
+def test_a_finished_run_is_continued_until_the_budget_is_spent(task, workspace, tmp_path, monkeypatch):
+    trained = []
+
+    def fake_train(self, arm, config, console):
+        """Logs 10 stage seconds (and an evaluation) for each iteration not logged yet."""
+        trained.append(config.iterations)
+        log = Path(config.output_dir) / "log.jsonl"
+        done = len(run_seconds(config))
+        entries = [{"iteration": s, "stage": stage, "seconds": seconds} for s in range(done, config.iterations)
+                   for stage, seconds in (("train", 10.0), ("eval", 50.0))]  # fmt: skip
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:
+            handle.writelines(json.dumps(entry) + "\n" for entry in entries)
+
+    monkeypatch.setattr(Study, "train", fake_train)
+    runs = Study(task, workspace / "model", tmp_path)
+    arm = baseline_arm("rft", runs.base(), task)
+    config = runs.config(arm, 1, 1e-3)
+    runs.train(arm, config, None)  # the equal-samples run: 1 iteration
+    extended = runs.extend_to_budget(arm, config, 33.0, None)
+    assert (extended.iterations, trained) == (3, [1, 2, 3])
+    assert runs.extend_to_budget(arm, config, 33.0, None).iterations == 3 and trained == [1, 2, 3]
+    assert runs.extend_to_budget(arm, config, 12.0, None).iterations == 1  # the run has more: not rerun
+
+
+def test_every_variant_draws_the_base_samples_and_duplicates_are_dropped(task, workspace, tmp_path):
+    base = Study(task, workspace / "model", tmp_path).base()
+    arms = larpo_arms(list(VARIANTS), base, task)
+    keys = [arm.key for arm in arms]
+    assert "larpo_base" in keys and "larpo_epochs1" not in keys  # the tiny config has 1 epoch already
+    samples = base.iterations * base.prompts_per_iteration * base.num_candidates
+    for arm in arms:
+        config = dataclasses.replace(base, **arm.overrides)
+        assert config.iterations * config.prompts_per_iteration * config.num_candidates == samples, arm.key
+    by_key = {arm.key: arm.overrides for arm in arms}
+    assert by_key["larpo_exact"] == {"reward": task.exact_reward}
+    assert by_key["larpo_iterations_x4"] == {"iterations": 4, "prompts_per_iteration": 1}
+    name, (what, overrides) = study_arms.parse_variant("mine objective=listmle beta=0.02")
+    assert (name, overrides) == ("mine", {"objective": "listmle", "beta": 0.02})
+
+
+def test_the_baselines_configs(task, workspace, tmp_path):
+    runs = Study(task, workspace / "model", tmp_path, overrides=("max_new_tokens=3",))
+    base = runs.base()
+    configs = {
+        name: runs.config(baseline_arm(name, base, task), 2, 2e-5) for name in ("rft", "trl_dpo", "grpo")
+    }
+    rft, dpo, grpo = configs["rft"], configs["trl_dpo"], configs["grpo"]
+    assert (rft.objective, rft.nll_weight, rft.reward) == ("rft", 0.0, task.exact_reward)
+    assert (dpo.objective, dpo.reward, dpo.beta, dpo.nll_weight) == ("contrastive", TRAIN_REWARD, 0.1, 0.5)
+    assert grpo.reward == task.exact_reward
+    check_grpo_config(grpo)
+    for name, config in configs.items():
+        settings = (config.seed, config.learning_rate, config.max_new_tokens, config.eval_prompts)
+        assert settings == (2, 2e-5, 3, None)  # the seed, the learning rate, --set; evaluated afterwards
+        assert Path(config.output_dir) == tmp_path / "seed2" / f"{name}_lr2e-05"
+    assert [baseline_arm(n, base, task).trainer for n in configs] == ["larpo", "trl_dpo", "grpo"]
+
+
+def task_args(task: Task, model: Path, output: Path, docs: Path) -> list[str]:
+    """The command line of the tiny task's study, one seed, 4 validation prompts."""
+    return ["--name", "tiny", "--prompts", str(task.prompts), "--reward", task.reward,
+            "--exact-reward", task.exact_reward, "--config", str(task.config), "--model", str(model),
+            "--seeds", "0", "--validation-prompts", "4", "--output", str(output), "--docs", str(docs)]  # fmt: skip
+
+
+def test_a_subset_of_arms_runs_end_to_end_and_resumes(task, workspace, tmp_path):
+    output, docs = tmp_path / "runs", tmp_path / "docs"
+    argv = task_args(task, workspace / "model", output, docs) + [
+        "--arms", "rft", "larpo", "--variants", "base", "pairwise", "--lrs", "1e-3", "1e-2", "--keep-top", "2"
+    ]  # fmt: skip
+    study.main(argv)
+    logs = {path: path.read_text() for path in output.glob("seed*/*/log.jsonl")}
+    assert len(logs) == 6  # 3 arms x 2 learning rates, seed 0
+    assert (output / "validation_subset.jsonl").read_text().count("\n") == 4
+    samples = json.loads((docs / "tiny_equal_samples.json").read_text())
+    compute = json.loads((docs / "tiny_equal_compute.json").read_text())
+    validation = samples["validation"]
+    assert len(validation["search"]) == 6 and validation["prompts"] == 4
+    ablation = ({"larpo_base", "larpo_pairwise"} - {validation["larpo"]}).pop()
+    for result in (samples, compute):
+        assert {"command", "machine", "validation", "runs", "initial_test"} <= set(result)
+        assert sorted(r["arm"] for r in result["runs"]) == sorted(["larpo", ablation, "rft"])
+        for row in result["runs"]:
+            assert {
+                "arm",
+                "seed",
+                "greedy_accuracy",
+                "pass_at_1",
+                "learning_rate",
+                "seconds",
+                "samples",
+            } <= set(row)
+            key, _, lr = row["run"].rpartition("_lr")
+            assert row["learning_rate"] == validation["learning_rates"][key] == float(lr)
+    assert [r["samples"] for r in samples["runs"]] == [8, 8, 8]
+    for row in compute["runs"]:  # the iterations the budget buys, by the run's own log
+        log = (output / "seed0" / row["run"] / "log.jsonl").read_text().splitlines()
+        seconds = iteration_seconds(json.loads(line) for line in log)
+        assert row["iterations"] == equal_compute_iterations(seconds, compute["budget_seconds"])
+        assert row["samples"] == 8 * row["iterations"]
+    lines = (docs / "tiny_equal_samples.md").read_text().splitlines()
+    assert sum(line.startswith("| larpo | ") for line in lines) == 2  # the summary row and the seed's row
+
+    logs = {path: path.read_text() for path in output.glob("seed*/*/log.jsonl")}
+    study.main(argv)  # resumes: nothing runs again
+    assert {path: path.read_text() for path in output.glob("seed*/*/log.jsonl")} == logs
+
+
+def test_the_trl_arms_run_and_report_at_a_given_budget(task, workspace, tmp_path):
+    pytest.importorskip("trl")
+    output, docs = tmp_path / "runs", tmp_path / "docs"
+    argv = task_args(task, workspace / "model", output, docs)
+    study.main(argv + ["--arms", "trl_dpo", "grpo", "--lrs", "1e-3", "--budget-seconds", "0"])
+    for comparison in ("equal_samples", "equal_compute"):
+        rows = json.loads((docs / f"tiny_{comparison}.json").read_text())["runs"]
+        assert [(r["arm"], r["iterations"], r["samples"]) for r in rows] == [
+            ("trl_dpo", 1, 8),
+            ("grpo", 1, 8),
+        ]
+    assert (
+        json.loads((output / "seed0" / "grpo_lr0.001" / "iter_0" / "train_stats.json").read_text())["trainer"]
+        == "trl.GRPOTrainer"
+    )
+
+
+def test_chat_arms_reports_without_its_grpo_arm():
+    import chat_arms
+
+    assert chat_arms.grpo_line({"sweep": {}, "chosen": None}) == "GRPO was not run."
