@@ -72,6 +72,13 @@ def expected_score(prompt_id: str, prompt: str, response: str, weights=WEIGHTS) 
     return weights[i] * digit_overlap(prompt, [response])[0] + (float(i) if i % 2 else 0.0)
 
 
+def expected_mean_reward(prompts, replies) -> float:
+    """The mean weighted score of one reply per prompt of the file ``prompts``."""
+    items = load_prompts(prompts)
+    scores = [expected_score(p.prompt_id, p.text, reply) for p, reply in zip(items, replies, strict=True)]
+    return sum(scores) / len(scores)
+
+
 def weighted_settings(workspace, prompts, run_dir):
     return settings(workspace, run_dir, f"prompts={prompts}", f"reward={WEIGHTED}", "iterations=1",
                     f"eval_prompts={prompts}", "eval_samples=2", "eval_ks=[1]", "eval_ranking_prompts=0")  # fmt: skip
@@ -100,12 +107,7 @@ def test_run_scores_each_candidate_with_its_prompts_fields_and_keeps_them(weight
 def test_run_evaluation_scores_with_the_fields(weighted_run):
     prompts, run_dir = weighted_run
     result = json.loads((run_dir / "eval" / "iter_0.json").read_text())
-    items = load_prompts(prompts)
-    scores = [
-        expected_score(p.prompt_id, p.text, out)
-        for p, out in zip(items, result["greedy_outputs"], strict=True)
-    ]
-    assert result["mean_reward"] == pytest.approx(sum(scores) / len(scores))
+    assert result["mean_reward"] == pytest.approx(expected_mean_reward(prompts, result["greedy_outputs"]))
 
 
 def test_resumed_run_scores_with_the_fields_it_sampled_with(workspace, weighted_run, tmp_path):
@@ -146,9 +148,4 @@ def test_larpo_eval_passes_the_fields(workspace, weighted_run, tmp_path, monkeyp
                            "--max-new-tokens", 4)  # fmt: skip
     assert code == 0, err
     result = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    items = load_prompts(prompts)
-    scores = [
-        expected_score(p.prompt_id, p.text, out)
-        for p, out in zip(items, result["greedy_outputs"], strict=True)
-    ]
-    assert result["mean_reward"] == pytest.approx(sum(scores) / len(scores))
+    assert result["mean_reward"] == pytest.approx(expected_mean_reward(prompts, result["greedy_outputs"]))
