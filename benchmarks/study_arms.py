@@ -112,6 +112,14 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
         "the demo's validated form: exact reward, beta 0.02, nll_weight 1",
         lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0},
     ),
+    "nll_correct": (
+        "NLL only on lists whose best is exactly right (nll_weight 1, nll_min_score 1.0): RFT's imitation, "
+        "with the task's graded reward ranking every list",
+        {"nll_weight": 1.0, "nll_min_score": 1.0},
+    ),
+    "nll_correct_beta0.02": (
+        "nll_correct with beta 0.02", {"nll_weight": 1.0, "nll_min_score": 1.0, "beta": 0.02},
+    ),
     "beta0.02": ("beta 0.02", {"beta": 0.02}),
     "beta0.5": ("beta 0.5", {"beta": 0.5}),
     "nll0": ("nll_weight 0", {"nll_weight": 0.0}),

@@ -124,8 +124,8 @@ def test_objectives_prints_each_objectives_kind_reference_and_options(monkeypatc
     assert list(rows) == ["pairwise", "contrastive", "lambdarank", "listmle", "simpo", "ipo", "rft"]
     start = lines[0].index("options")
     options = {name: line[start : lines[0].index("summary")].strip() for name, line in rows.items()}
-    assert options["lambdarank"] == "length_normalize, nll_weight, lambda_weights"
-    assert options["simpo"] == "gamma, nll_weight"
+    assert options["lambdarank"] == "length_normalize, nll_weight, nll_min_score, lambda_weights"
+    assert options["simpo"] == "gamma, nll_weight, nll_min_score"
     assert rows["simpo"].split()[1:3] == ["baseline", "no"] and rows["rft"].split()[1:3] == ["control", "no"]
     assert rows["listmle"].split()[1:3] == ["ranking", "yes"]
     assert rows["contrastive"].endswith("InfoNCE: best vs all others")

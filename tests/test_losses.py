@@ -169,6 +169,58 @@ def test_nll_weight_adds_per_token_nll_of_best():
     assert (with_nll - base).item() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_nll_min_score_trains_the_nll_only_on_rows_whose_best_reaches_it():
+    """Rows [-4, -9] (best score 1.0, lengths [2, 3]) and [-6, -1] (best score 0.7, lengths [3, 1]),
+    nll_weight 1, threshold 1.0: only row 0's NLL, 4 / 2 = 2, averaged over both rows = 1.0 above the
+    ranking term; without the threshold both rows count, (2 + 2) / 2 = 2.0."""
+    policy = torch.tensor([[-4.0, -9.0], [-6.0, -1.0]], requires_grad=True)
+    lengths = torch.tensor([[2.0, 3.0], [3.0, 1.0]])
+    scores = torch.tensor([[1.0, 0.2], [0.7, 0.1]])
+    ranking = contrastive_loss(policy, torch.zeros_like(policy), 1.0, scores=scores, lengths=lengths)
+    gated = contrastive_loss(policy, torch.zeros_like(policy), 1.0, scores=scores, lengths=lengths,
+                             nll_weight=1.0, nll_min_score=1.0)  # fmt: skip
+    every = contrastive_loss(
+        policy, torch.zeros_like(policy), 1.0, scores=scores, lengths=lengths, nll_weight=1.0
+    )
+    assert (gated - ranking).item() == pytest.approx(1.0, abs=1e-6)
+    assert (every - ranking).item() == pytest.approx(2.0, abs=1e-6)
+    (grad,) = torch.autograd.grad(gated - ranking, policy)
+    assert grad.flatten().tolist() == pytest.approx([-0.25, 0.0, 0.0, 0.0])  # d/d logp_00 of -(logp/2)/2
+
+
+@pytest.mark.parametrize("loss", [pairwise_loss, contrastive_loss, lambdarank_loss, listmle_loss, ipo_loss])
+def test_nll_min_score_leaves_the_ranking_term_alone(loss):
+    """A threshold no row reaches removes the whole NLL term and nothing else."""
+    policy, scores = torch.tensor([[-4.0, -9.0, -5.0]]), torch.tensor([[0.9, 0.1, 0.5]])
+    kwargs = {"scores": scores, "lengths": torch.tensor([[2.0, 3.0, 1.0]])}
+    plain = loss(policy, torch.zeros_like(policy), 0.5, **kwargs)
+    gated = loss(policy, torch.zeros_like(policy), 0.5, **kwargs, nll_weight=3.0, nll_min_score=1.0)
+    assert gated.item() == pytest.approx(plain.item(), abs=1e-6)
+    with pytest.raises(ValueError, match="needs `scores`"):
+        loss(policy, torch.zeros_like(policy), 0.5, nll_weight=1.0, nll_min_score=1.0)
+
+
+def test_rft_with_nll_min_score_imitates_only_rows_that_reach_it():
+    """RFT on a graded reward with threshold 1.0 is RFT on the exactly correct rows: row 0 alone, 4 / 2;
+    without it row 1's 6 / 2 counts too, (2 + 3) / 2."""
+    policy = torch.tensor([[-4.0, -9.0], [-6.0, -1.0]])
+    lengths = torch.tensor([[2.0, 3.0], [2.0, 1.0]])
+    scores = torch.tensor([[1.0, 0.0], [0.8, 0.3]])
+    assert rft_loss(policy, None, lengths=lengths, scores=scores, nll_min_score=1.0).item() == pytest.approx(
+        2.0
+    )
+    assert rft_loss(policy, None, lengths=lengths, scores=scores).item() == pytest.approx(2.5)
+    assert rft_loss(policy, None, lengths=lengths, scores=scores, nll_min_score=0.5).item() == pytest.approx(
+        2.5
+    )
+    per_row = rft_loss(policy, None, lengths=lengths, scores=scores, nll_min_score=1.0, reduction="none")
+    assert per_row.tolist() == pytest.approx([2.0, 0.0])
+    assert (
+        rft_loss(policy, None, lengths=lengths, scores=scores, nll_min_score=1.0, reduction="sum").item()
+        == 2.0
+    )
+
+
 def test_simpo_by_hand():
     """avg log-probs [-2, -3], beta 2, gamma 0.5: -log sigmoid(2 * 1 - 0.5) = log(1 + e^-1.5)."""
     policy, lengths = torch.tensor([[-4.0, -9.0]]), torch.tensor([[2.0, 3.0]])

@@ -59,14 +59,19 @@ def test_trainer_arguments_of_an_iteration():
 
 def test_listwise_config_maps_the_objective_settings(tmp_path: Path):
     args = config("objective=lambdarank", "objective_options={lambda_weights: true}", "beta=0.5",
-                  "nll_weight=0.2", "shared_prefix=false", "logprob_chunk_size=8").listwise_config(
+                  "nll_weight=0.2", "nll_min_score=1.0", "shared_prefix=false", "logprob_chunk_size=8").listwise_config(
         0, str(tmp_path), disable_tqdm=True)  # fmt: skip
     assert (args.objective, args.objective_options, args.beta) == (
         "lambdarank",
         {"lambda_weights": True},
         0.5,
     )
-    assert (args.nll_weight, args.shared_prefix, args.logprob_chunk_size) == (0.2, False, 8)
+    assert (args.nll_weight, args.nll_min_score, args.shared_prefix, args.logprob_chunk_size) == (
+        0.2,
+        1.0,
+        False,
+        8,
+    )
     assert args.disable_tqdm and args.logging_steps == 1 and args.save_strategy == "no"
 
 

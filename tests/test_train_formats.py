@@ -110,11 +110,12 @@ def test_message_prompts_need_a_chat_template(monkeypatch, capsys, tiny_dir, tmp
     assert not (tmp_path / "o").exists()
 
 
-def test_candidates_train_on_the_stored_ids_not_a_retokenization(monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("data_format", ["candidates", "lists"])
+def test_sampled_ids_are_trained_not_a_retokenization(monkeypatch, capsys, tmp_path, data_format):
     """A BPE sample need not be the tokenization of its text: SmolLM2 may sample ' hel' + 'lo', which
-    re-tokenizes as one ' hello' token. ``larpo train --format candidates`` trains on the sampled ids, as
-    ``larpo run`` does; a candidate known only as text (a store written without ids) is tokenized and gets
-    the template's end-of-turn token, and a sample cut at the token limit gets none."""
+    re-tokenizes as one ' hello' token. ``larpo train`` trains on the sampled ids of a run's candidates or
+    of its ``lists.jsonl`` rows, as ``larpo run`` does; a candidate known only as text (written without
+    ids) is tokenized and gets the template's end-of-turn token, and a sample cut at the token limit none."""
     import larpo.trainer
     from larpo.chat import ChatFormat
     from tests.helpers import smollm2_tokenizer, tiny_chat_llama
@@ -131,8 +132,12 @@ def test_candidates_train_on_the_stored_ids_not_a_retokenization(monkeypatch, ca
         CandidateRecord("p", prompt, " hel", 0.5, 0, 1.0, response_ids=[hel], finished=False),
         CandidateRecord("p", prompt, " world", 0.0, 0, 1.0),
     ]
-    data = tmp_path / "candidates.jsonl"
+    data = tmp_path / f"{data_format}.jsonl"
     data.write_text("".join(r.to_json() + "\n" for r in records))
+    if data_format == "lists":  # the row a run's lists.jsonl holds for these candidates
+        row = {"prompt": prompt, "responses": [r.response for r in records], "scores": [r.score for r in records],
+               "response_ids": [r.response_ids for r in records], "finished": [r.finished for r in records]}  # fmt: skip
+        data.write_text(json.dumps(row) + "\n")
     trained = []
 
     class Recording(larpo.trainer.ListwiseTrainer):
@@ -142,7 +147,7 @@ def test_candidates_train_on_the_stored_ids_not_a_retokenization(monkeypatch, ca
 
     monkeypatch.setattr(larpo.trainer, "ListwiseTrainer", Recording)
     code, _, stderr = run_cli(monkeypatch, capsys, "train", "--model", tmp_path / "model", "--data", data,
-                              "--output", tmp_path / "out", "--format", "candidates", "--epochs", "1")  # fmt: skip
+                              "--output", tmp_path / "out", "--format", data_format, "--epochs", "1")  # fmt: skip
     assert code == 0, stderr
     [example] = trained
     assert example["prompt_ids"] == tokenizer(prompt, add_special_tokens=False)["input_ids"]

@@ -122,6 +122,9 @@ def test_reference_required_when_precompute_is_off(tmp_path):
         ({"objective": "listmle", "objective_options": {"lambda_weights": True}}, "does not take option"),
         ({"beta": 0.0}, "beta must be positive"),
         ({"objective_options": {"nll_weight": 1.0}}, "nll_weight as its own field"),
+        ({"objective_options": {"nll_min_score": 1.0}}, "nll_min_score as its own field"),
+        ({"nll_min_score": 1.0}, "set nll_weight > 0"),
+        ({"nll_min_score": 1.0, "nll_weight": 1.0, "use_scores": False}, "needs use_scores"),
         ({"logprob_chunk_size": -1}, "'logprob_chunk_size' must be auto or an integer >= 0, got -1"),
         ({"logprob_chunk_size": "some"}, "'logprob_chunk_size' must be auto or an integer >= 0, got 'some'"),
         ({"shared_prefix": "maybe"}, "'shared_prefix' must be true, false or auto, got 'maybe'"),
@@ -164,3 +167,19 @@ def test_bf16_training_starts_exactly_at_its_precomputed_reference(tmp_path):
     first = trainer.state.log_history[0]
     assert first["margin"] == 0.0
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-7)
+
+
+def test_trainer_gates_the_nll_term_by_the_best_score(tmp_path):
+    """With nll_min_score above every list's best score the NLL term trains nothing: the same weights as
+    nll_weight 0; below it, the NLL term changes them."""
+    trained = {}
+    for name, settings in {"no_nll": {}, "gated_out": {"nll_weight": 1.0, "nll_min_score": 10.0},
+                           "every_list": {"nll_weight": 1.0}}.items():  # fmt: skip
+        model, tokenizer = tiny_model_and_tokenizer()
+        args = config(tmp_path / name, num_train_epochs=1, **settings)
+        ListwiseTrainer(model, args, arithmetic_lists(tokenizer, 8, 4), processing_class=tokenizer).train()
+        trained[name] = [p.detach().clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(trained["no_nll"], trained["gated_out"], strict=True))
+    assert not all(
+        torch.allclose(a, b) for a, b in zip(trained["no_nll"], trained["every_list"], strict=True)
+    )

@@ -25,24 +25,19 @@ one whose scores are all tied is dropped, each counted in :class:`ReadStats`.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from larpo.candidates import CandidateList, ListSettings, build_lists
+from larpo.dataset_rows import ROW_READERS, Prompt, pair_row, row_prompt
 from larpo.errors import InputError
-from larpo.jsonl import read_jsonl
+from larpo.jsonl import check_sampled, read_jsonl
 from larpo.store import CandidateRecord
 
 FORMATS = ("lists", "ranked", "pairs", "rated", "candidates")
 _RESPONSE_COLUMNS = frozenset({"responses", "chosen", "rejected", "completions", "response"})
-MISSING_RATINGS = (None, "", "N/A")
-"""Rating values that mean "not rated": the completion is left out (and counted)."""
-
-Prompt = str | list[dict[str, str]]
-Candidate = tuple[str, float | None]  # (response, score); None: the rating is missing
 
 
 @dataclass
@@ -185,75 +180,11 @@ def prompt_rows(path: str | Path, format: str | None = None) -> list[dict[str, A
     for number, row in enumerate(rows, start=1):
         where = f"{path}: record {number}"
         if format == "pairs":
-            prompt = _pair_row(row, where)[0]
+            prompt = pair_row(row, where)[0]
         else:
-            prompt = _prompt(row, where, "instruction" if format == "rated" else None)
+            prompt = row_prompt(row, where, "instruction" if format == "rated" else None)
         prompts.append({"prompt": prompt, **({"id": row["id"]} if "id" in row else {})})
     return prompts
-
-
-# ---------------------------------------------------------------- rows of each format
-def _lists_row(row: dict[str, Any], where: str, rating: str = "") -> tuple[Prompt, list[Candidate]]:
-    responses = _string_list(row.get("responses"), where, "responses")
-    scores = row.get("scores")
-    if scores is None:
-        return _ranked_row(row, where)
-    if not isinstance(scores, list) or len(scores) != len(responses):
-        raise InputError(f"{where}: 'scores' must be a list with one number per response")
-    if not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scores):
-        raise InputError(f"{where}: 'scores' must hold numbers")
-    if not all(math.isfinite(s) for s in scores):
-        raise InputError(f"{where}: 'scores' must be finite")
-    return _prompt(row, where), list(zip(responses, map(float, scores), strict=True))
-
-
-def _ranked_row(row: dict[str, Any], where: str, rating: str = "") -> tuple[Prompt, list[Candidate]]:
-    responses = _string_list(row.get("responses"), where, "responses")
-    ranks = [float(len(responses) - 1 - i) for i in range(len(responses))]
-    return _prompt(row, where), list(zip(responses, ranks, strict=True))
-
-
-def _pair_row(row: dict[str, Any], where: str, rating: str = "") -> tuple[Prompt, list[Candidate]]:
-    chosen, rejected = row.get("chosen"), row.get("rejected")
-    if row.get("prompt") is not None:
-        prompt = _prompt(row, where)
-    else:  # implicit prompt: the messages both conversations share, leaving each one reply
-        for name, value in (("chosen", chosen), ("rejected", rejected)):
-            if not isinstance(value, list) or len(value) < 2:
-                raise InputError(
-                    f"{where}: without a 'prompt', '{name}' must be a whole conversation "
-                    "(a list of at least 2 messages)"
-                )
-            _check_messages(value, where, name)
-        shared = 0
-        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
-            shared += 1
-        if shared == 0:
-            raise InputError(
-                f"{where}: 'chosen' and 'rejected' share no opening message to take as the prompt"
-            )
-        prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
-    return prompt, [(_response(chosen, where, "chosen"), 1.0), (_response(rejected, where, "rejected"), 0.0)]
-
-
-def _rated_row(row: dict[str, Any], where: str, rating: str = "rating") -> tuple[Prompt, list[Candidate]]:
-    completions = row.get("completions")
-    if not isinstance(completions, list) or not all(isinstance(c, dict) for c in completions):
-        raise InputError(f"{where}: 'completions' must be a list of objects")
-    candidates = []
-    for number, completion in enumerate(completions, start=1):
-        here = f"{where}: completion {number}"
-        if "response" not in completion:
-            raise InputError(f"{here}: no 'response' field (fields: {', '.join(completion) or 'none'})")
-        candidates.append(
-            (_response(completion["response"], here, "response"), _rating(completion, rating, here))
-        )
-    return _prompt(row, where, "instruction"), candidates
-
-
-ROW_READERS: dict[str, Callable[..., tuple[Prompt, list[Candidate]]]] = {
-    "lists": _lists_row, "ranked": _ranked_row, "pairs": _pair_row, "rated": _rated_row,
-}  # fmt: skip
 
 
 def _row_records(
@@ -262,12 +193,26 @@ def _row_records(
     """One record per candidate, the row number as prompt id (each row is its own list)."""
     records = []
     for number, row in enumerate(rows, start=1):
-        prompt, candidates = ROW_READERS[format](row, f"{path}: record {number}", rating)
+        where = f"{path}: record {number}"
+        prompt, candidates = ROW_READERS[format](row, where, rating)
+        ids, finished = _sampled_ids(row, format, len(candidates), where)
         pid = str(number)
-        records += [(CandidateRecord(pid, pid, text, score, 0, 1.0), prompt) for text, score in candidates]
+        records += [
+            (CandidateRecord(pid, pid, text, score, 0, 1.0, response_ids=token_ids, finished=done), prompt)
+            for (text, score), token_ids, done in zip(candidates, ids, finished, strict=True)
+        ]
     if format == "rated" and records and all(record.score is None for record, _ in records):
         raise InputError(f"{path}: no completion has a rating {rating!r}; name the rating field to rank by")
     return records
+
+
+def _sampled_ids(row: dict[str, Any], format: str, count: int, where: str) -> tuple[list, list]:
+    """The sampled token ids and stop flags of a row's ``count`` responses: a ``lists`` row's own (as a
+    run's ``lists.jsonl`` keeps them), None where it has none."""
+    if format != "lists":
+        return [None] * count, [None] * count
+    check_sampled(row, count, where)
+    return row.get("response_ids") or [None] * count, row.get("finished") or [None] * count
 
 
 def _candidate_records(path: Path) -> list[tuple[CandidateRecord, Prompt]]:
@@ -291,59 +236,3 @@ def _check_format(format: str | None) -> str | None:
     if format is not None and format not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     return format
-
-
-def _prompt(row: dict[str, Any], where: str, alias: str | None = None) -> Prompt:
-    prompt = row.get("prompt", row.get(alias) if alias else None)
-    if isinstance(prompt, list):
-        return _check_messages(prompt, where, "prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InputError(f"{where}: 'prompt' must be a non-empty string or a list of messages")
-    return prompt
-
-
-def _check_messages(messages: list, where: str, name: str) -> list[dict[str, str]]:
-    if not messages or not all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-        for m in messages
-    ):
-        raise InputError(
-            f"{where}: '{name}' must be a list of {{'role', 'content'}} messages with string content"
-        )
-    return messages
-
-
-def _response(value: Any, where: str, name: str) -> str:
-    """A response's text: a string, or a list holding one assistant message."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        _check_messages(value, where, name)
-        if len(value) == 1 and value[0]["role"] == "assistant":
-            return value[0]["content"]
-    raise InputError(f"{where}: '{name}' must be a string or one assistant message")
-
-
-def _string_list(value: Any, where: str, name: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InputError(f"{where}: '{name}' must be a list of strings")
-    return value
-
-
-def _rating(completion: dict[str, Any], field: str, where: str) -> float | None:
-    """The completion's rating at the dotted path ``field``; None when it is missing."""
-    value: Any = completion
-    for key in field.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
-    if value in MISSING_RATINGS:
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InputError(f"{where}: rating {field!r} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{where}: rating {field!r} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise InputError(f"{where}: rating {field!r} must be finite, got {value!r}")
-    return float(value)

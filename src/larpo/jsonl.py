@@ -71,11 +71,11 @@ def read_ranked_lists(path: str | Path) -> list[dict[str, Any]]:
                 raise InputError(f"{where}: 'scores' must hold numbers")
             if not all(float("-inf") < s < float("inf") for s in scores):
                 raise InputError(f"{where}: 'scores' must be finite")
-        _check_sampled(row, len(responses), where)
+        check_sampled(row, len(responses), where)
     return rows
 
 
-def _check_sampled(row: dict[str, Any], count: int, where: str) -> None:
+def check_sampled(row: dict[str, Any], count: int, where: str) -> None:
     """A list's optional ``response_ids`` (token ids or null per response) and ``finished`` (bool or null)."""
     ids, finished = row.get("response_ids"), row.get("finished")
     if ids is not None and (

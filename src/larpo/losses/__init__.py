@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from larpo.losses.registry import OBJECTIVES, Objective, check_options, get_objective, register_objective
+from larpo.losses.registry import (
+    OBJECTIVES,
+    Objective,
+    check_nll_min_score,
+    check_options,
+    get_objective,
+    register_objective,
+)
 
 _FUNCTIONS = {
     "pairwise_loss": "pairwise", "contrastive_loss": "contrastive", "lambdarank_loss": "lambdarank",
@@ -61,6 +68,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "OBJECTIVES",
     "Objective",
+    "check_nll_min_score",
     "check_options",
     "contrastive_loss",
     "delta_ndcg_weights",

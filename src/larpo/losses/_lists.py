@@ -31,6 +31,8 @@ class RankedLists:
             candidate tied with the best (worst) score, so that no result depends on the order of ties.
         policy_logps: ``[B, m]`` policy log-probs, 0 in padded slots.
         lengths: ``[B, m]`` response token counts (1 in padded slots), or None.
+        imitated: ``[B]`` bool, rows whose best candidate the NLL term trains (every row unless
+            ``nll_min_score`` is given: then rows whose best score is at least it).
     """
 
     rewards: Tensor
@@ -40,6 +42,7 @@ class RankedLists:
     worst: Tensor
     policy_logps: Tensor
     lengths: Tensor | None
+    imitated: Tensor
 
 
 def rank_lists(
@@ -51,6 +54,7 @@ def rank_lists(
     scores: Tensor | None = None,
     lengths: Tensor | None = None,
     length_normalize: bool = False,
+    nll_min_score: float | None = None,
 ) -> RankedLists:
     """Check the inputs and compute implicit rewards and preference pairs.
 
@@ -64,6 +68,9 @@ def rank_lists(
             ``scores[i] > scores[j]``: tied pairs are skipped.
         lengths: ``[B, m]`` response token counts; needed by ``length_normalize``.
         length_normalize: use the average log-prob per token (SimPO-style) instead of the sum.
+        nll_min_score: the NLL term trains only rows whose best score is at least this (needs
+            ``scores``): with a graded reward, 1.0 imitates only fully correct candidates while the
+            ranking term still learns from every list. None: every row.
     """
     if policy_logps.dim() != 2:
         raise ValueError(f"policy_logps must be [B, m], got shape {tuple(policy_logps.shape)}")
@@ -100,7 +107,18 @@ def rank_lists(
         worst=worst,
         policy_logps=policy,
         lengths=safe_lengths,
+        imitated=imitated_rows(mask, scores, nll_min_score),
     )
+
+
+def imitated_rows(mask: Tensor, scores: Tensor | None, nll_min_score: float | None) -> Tensor:
+    """``[B]`` bool: the rows whose best candidate the NLL term trains (see :func:`rank_lists`)."""
+    if nll_min_score is None:
+        return mask.new_ones(mask.shape[0])
+    if scores is None:
+        raise ValueError("nll_min_score needs `scores` (the reranker scores of the candidates)")
+    high = torch.where(mask, scores, scores.new_full((), float("-inf"))).amax(dim=1)
+    return high >= nll_min_score
 
 
 def preference_pairs(mask: Tensor, scores: Tensor | None = None) -> Tensor:
@@ -191,12 +209,16 @@ def reduce_rows(
     Args:
         row_loss: ``[B]`` ranking loss of each row (any value where ``row_active`` is False).
         row_active: ``[B]`` bool, rows with at least one preference pair.
-        nll_weight: weight of the per-token NLL of the best candidate (RPO, Pang et al. 2024).
+        nll_weight: weight of the per-token NLL of the best candidate (RPO, Pang et al. 2024), on the
+            rows of ``lists.imitated`` (0 on the others).
         reduction: ``"mean"`` (ranking term averaged over active rows, NLL over all rows), ``"sum"`` or
             ``"none"`` (``[B]`` per-row values).
     """
     ranking = torch.where(row_active, row_loss, row_loss.new_zeros(()))
-    nll = mean_nll_of_best(lists) if nll_weight else None
+    nll = None
+    if nll_weight:
+        nll = mean_nll_of_best(lists)
+        nll = torch.where(lists.imitated, nll, nll.new_zeros(()))
     if reduction == "none":
         return ranking if nll is None else ranking + nll_weight * nll
     if reduction == "sum":

@@ -23,6 +23,7 @@ def simpo_loss(
     lengths: Tensor | None = None,
     gamma: float = 0.5,
     nll_weight: float = 0.0,
+    nll_min_score: float | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """``L = -log sigmoid(beta * (avg log pi(y_w) - avg log pi(y_l)) - gamma)``; no reference model.
@@ -31,13 +32,16 @@ def simpo_loss(
         policy_logps: ``[B, m]`` sequence log-probs, rows sorted best-first.
         reference_logps: ignored (SimPO is reference-free); accepted for the common signature.
         beta: reward scale (SimPO's paper uses 2-2.5).
-        mask, scores, nll_weight, reduction: as in :func:`larpo.losses.pairwise_loss`.
+        mask, scores, nll_weight, nll_min_score, reduction: as in :func:`larpo.losses.pairwise_loss`.
         lengths: ``[B, m]`` response token counts (required: SimPO averages over tokens).
         gamma: target reward margin.
     """
     if lengths is None:
         raise ValueError("simpo needs `lengths` (response token counts) to average log-probs")
-    lists = rank_lists(policy_logps, None, beta, mask, scores=scores, lengths=lengths, length_normalize=True)
+    lists = rank_lists(
+        policy_logps, None, beta, mask, scores=scores, lengths=lengths, length_normalize=True,
+        nll_min_score=nll_min_score,
+    )  # fmt: skip
     weights, active = best_vs_worst_pairs(lists)
     margins = _pair_margins(lists)
     return reduce_rows(
@@ -55,6 +59,7 @@ def ipo_loss(
     lengths: Tensor | None = None,
     length_normalize: bool = False,
     nll_weight: float = 0.0,
+    nll_min_score: float | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """``L = (h - 1 / (2 beta))**2`` with ``h`` the log-ratio margin of candidate 0 over the last one.
@@ -69,6 +74,7 @@ def ipo_loss(
         scores=scores,
         lengths=lengths,
         length_normalize=length_normalize,
+        nll_min_score=nll_min_score,
     )
     weights, active = best_vs_worst_pairs(lists)
     squared = (_pair_margins(lists) - 1.0 / (2.0 * beta)) ** 2

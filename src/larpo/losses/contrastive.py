@@ -21,6 +21,7 @@ def contrastive_loss(
     lengths: Tensor | None = None,
     length_normalize: bool = False,
     nll_weight: float = 0.0,
+    nll_min_score: float | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """InfoNCE with candidate 0 as the positive and every other real candidate as a negative.
@@ -34,7 +35,8 @@ def contrastive_loss(
         scores: ``[B, m]`` reranker scores; candidates tied for the best score are each a positive
             (the loss averages over them, so their order does not matter) and none of them a negative;
             a row with no negative left is skipped.
-        lengths, length_normalize, nll_weight, reduction: as in :func:`larpo.losses.pairwise_loss`.
+        lengths, length_normalize, nll_weight, nll_min_score, reduction: as in
+            :func:`larpo.losses.pairwise_loss`.
 
     Returns:
         Scalar loss, or ``[B]`` per-row losses with ``reduction="none"``.
@@ -47,6 +49,7 @@ def contrastive_loss(
         scores=scores,
         lengths=lengths,
         length_normalize=length_normalize,
+        nll_min_score=nll_min_score,
     )
     g = lists.rewards
     negatives = (lists.best.unsqueeze(2) & lists.pairs).any(dim=1)  # (B, m): worse than the best

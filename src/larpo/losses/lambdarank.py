@@ -18,6 +18,7 @@ def lambdarank_loss(
     lengths: Tensor | None = None,
     length_normalize: bool = False,
     nll_weight: float = 0.0,
+    nll_min_score: float | None = None,
     lambda_weights: bool = False,
     reduction: str = "mean",
 ) -> Tensor:
@@ -32,7 +33,8 @@ def lambdarank_loss(
         mask: ``[B, m]`` bool, True for real candidates (padding only at row ends).
         scores: ``[B, m]`` reranker scores; tied pairs are skipped (and weights use them as labels).
         lambda_weights: weight each pair by |delta NDCG| (:func:`delta_ndcg_weights`).
-        lengths, length_normalize, nll_weight, reduction: as in :func:`larpo.losses.pairwise_loss`.
+        lengths, length_normalize, nll_weight, nll_min_score, reduction: as in
+            :func:`larpo.losses.pairwise_loss`.
 
     Returns:
         Scalar loss, or ``[B]`` per-row losses with ``reduction="none"``.
@@ -45,6 +47,7 @@ def lambdarank_loss(
         scores=scores,
         lengths=lengths,
         length_normalize=length_normalize,
+        nll_min_score=nll_min_score,
     )
     g = lists.rewards
     pair_loss = pairwise_logistic_losses(g)  # (B, m, m): [b, i, j]

@@ -18,6 +18,7 @@ def listmle_loss(
     lengths: Tensor | None = None,
     length_normalize: bool = False,
     nll_weight: float = 0.0,
+    nll_min_score: float | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """Negative Plackett-Luce log-likelihood of each list.
@@ -31,7 +32,8 @@ def listmle_loss(
         beta: implicit-reward scale.
         mask: ``[B, m]`` bool, True for real candidates (padding only at row ends).
         scores: ``[B, m]`` reranker scores (ties handled as above).
-        lengths, length_normalize, nll_weight, reduction: as in :func:`larpo.losses.pairwise_loss`.
+        lengths, length_normalize, nll_weight, nll_min_score, reduction: as in
+            :func:`larpo.losses.pairwise_loss`.
 
     Returns:
         Scalar loss, or ``[B]`` per-row losses with ``reduction="none"``.
@@ -44,6 +46,7 @@ def listmle_loss(
         scores=scores,
         lengths=lengths,
         length_normalize=length_normalize,
+        nll_min_score=nll_min_score,
     )
     g = lists.rewards
     competitors = lists.pairs | lists.mask.diag_embed()  # (B, m, m): [b, i, j] j in i's softmax

@@ -20,6 +20,7 @@ def pairwise_loss(
     lengths: Tensor | None = None,
     length_normalize: bool = False,
     nll_weight: float = 0.0,
+    nll_min_score: float | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """DPO on candidate 0 (winner) and the last real candidate (loser) of each row.
@@ -35,6 +36,8 @@ def pairwise_loss(
         lengths: ``[B, m]`` response token counts (for ``length_normalize`` and ``nll_weight``).
         length_normalize: average log-prob per token instead of the sum (SimPO-style).
         nll_weight: add this times the per-token NLL of candidate 0 (RPO).
+        nll_min_score: add that NLL only on rows whose best score is at least this (needs ``scores``;
+            1.0 with a graded reward: imitate only fully correct candidates); None: every row.
         reduction: ``"mean"`` over rows, ``"sum"`` or ``"none"`` (``[B]``).
 
     Returns:
@@ -48,6 +51,7 @@ def pairwise_loss(
         scores=scores,
         lengths=lengths,
         length_normalize=length_normalize,
+        nll_min_score=nll_min_score,
     )
     weights, active = best_vs_worst_pairs(lists)
     pair_loss = pairwise_logistic_losses(lists.rewards)  # (B, m, m): [b, winner, loser]

@@ -20,6 +20,7 @@ def rft_loss(
     scores: Tensor | None = None,
     lengths: Tensor | None = None,
     nll_weight: float = 0.0,
+    nll_min_score: float | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """``L = -log pi(y_best) / |y_best|`` (per token when ``lengths`` is given, else per sequence).
@@ -30,7 +31,11 @@ def rft_loss(
         scores: ``[B, m]`` reranker scores; candidates tied for the best score share the NLL equally.
         mask, lengths, reduction: as in :func:`larpo.losses.pairwise_loss`.
         nll_weight: extra weight on the same NLL term (the loss is then ``(1 + nll_weight) * NLL``).
+        nll_min_score: train only rows whose best score is at least this (with a graded reward, 1.0
+            is RFT on the exactly correct candidates); None: every row.
     """
-    lists = rank_lists(policy_logps, None, beta, mask, scores=scores, lengths=lengths)
+    lists = rank_lists(
+        policy_logps, None, beta, mask, scores=scores, lengths=lengths, nll_min_score=nll_min_score
+    )
     nll = mean_nll_of_best(lists)
-    return reduce_rows(nll, nll.new_ones(nll.shape, dtype=bool), lists, nll_weight, reduction)
+    return reduce_rows(nll, lists.imitated, lists, nll_weight, reduction)

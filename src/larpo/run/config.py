@@ -16,7 +16,7 @@ import yaml
 from larpo.auto_settings import chunk_size_setting, shared_prefix_setting
 from larpo.checks import check_choice, check_field_types, check_known_keys, read_yaml_mapping
 from larpo.errors import InputError
-from larpo.losses import OBJECTIVES, check_options
+from larpo.losses import OBJECTIVES, check_nll_min_score, check_options
 
 if TYPE_CHECKING:
     from larpo.adapters import LoraSettings
@@ -85,6 +85,11 @@ class RunConfig:
     beta: float = _f(0.1, "scale of the implicit reward beta * log(pi/pi_ref)")
     nll_weight: float = _f(
         0.0, "weight of the per-token NLL of the best candidate (set it if the policy collapses)"
+    )
+    nll_min_score: float | None = _f(
+        None,
+        "train that NLL only on lists whose best score is at least this (1.0 with a graded reward: imitate "
+        "only fully correct replies, rank every list); null: every list",
     )
     reference: str = _f(
         "initial", "reference policy: initial (log-probs cached once) or previous iteration's"
@@ -208,7 +213,7 @@ class RunConfig:
             self.list_settings()
         except InputError as error:
             raise InputError(f"config: {error}") from None
-        _check_objective(self.objective, self.objective_options)
+        _check_objective(self.objective, self.objective_options, self.nll_weight, self.nll_min_score)
         try:
             normalize_report_to(self.report_to)
         except InputError as error:
@@ -278,6 +283,7 @@ class RunConfig:
             objective_options=self.objective_options,
             beta=self.beta,
             nll_weight=self.nll_weight,
+            nll_min_score=self.nll_min_score,
             shared_prefix=self.shared_prefix,
             logprob_chunk_size=self.logprob_chunk_size,
             **self.training_arguments(iteration),
@@ -310,10 +316,17 @@ def load_run_config(
     return RunConfig(**settings)
 
 
-def _check_objective(objective: str, options: dict[str, Any]) -> None:
+def _check_objective(
+    objective: str, options: dict[str, Any], nll_weight: float, nll_min_score: float | None
+) -> None:
     check_choice("config: 'objective'", objective, sorted(OBJECTIVES))
     try:
         check_options(objective, options)
+        for name in ("nll_weight", "nll_min_score"):
+            if name in options:
+                raise ValueError(f"set {name} as its own key, not inside objective_options")
+        if nll_min_score is not None:
+            check_nll_min_score(objective, nll_weight)
     except ValueError as error:
         raise InputError(f"config: {error}") from None
 

@@ -32,7 +32,7 @@ RESUMABLE_CHANGES = frozenset(
 ADDED_SETTINGS = {
     "generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True, "logprob_chunk_size": 0,
     "score_batch_size": None, "report_to": "none", "run_name": None,
-    "chat_template": "auto", "keep_truncated": True,
+    "chat_template": "auto", "keep_truncated": True, "nll_min_score": None,
 }  # fmt: skip
 """Settings added after runs could be started, with the value a stored config without them meant."""
 

@@ -8,7 +8,7 @@ from typing import Any
 from transformers import TrainingArguments
 
 from larpo.auto_settings import chunk_size_setting, shared_prefix_setting
-from larpo.losses import check_options, get_objective
+from larpo.losses import check_nll_min_score, check_options, get_objective
 
 
 @dataclass
@@ -31,6 +31,13 @@ class ListwiseConfig(TrainingArguments):
         metadata={
             "help": "weight of the per-token NLL of the best candidate added to the loss (RPO). "
             "Set it (e.g. 0.2-1.0) when both candidates' log-probs fall and the policy collapses."
+        },
+    )
+    nll_min_score: float | None = field(
+        default=None,
+        metadata={
+            "help": "train the NLL term only on lists whose best reranker score is at least this (1.0 with a "
+            "graded reward: imitate only fully correct candidates, rank all of them); None: every list"
         },
     )
     objective_options: dict[str, Any] = field(
@@ -78,8 +85,11 @@ class ListwiseConfig(TrainingArguments):
         super().__post_init__()
         get_objective(self.objective)
         check_options(self.objective, self.objective_options)
-        if "nll_weight" in self.objective_options:
-            raise ValueError("set nll_weight as its own field, not inside objective_options")
+        for name in ("nll_weight", "nll_min_score"):
+            if name in self.objective_options:
+                raise ValueError(f"set {name} as its own field, not inside objective_options")
+        if self.nll_min_score is not None:
+            check_nll_min_score(self.objective, self.nll_weight, self.use_scores)
         if self.beta <= 0:
             raise ValueError(f"beta must be positive, got {self.beta}")
         if self.nll_weight < 0:

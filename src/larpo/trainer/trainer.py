@@ -133,6 +133,7 @@ class ListwiseTrainer(Trainer):
                 reference, _ = list_logps(self.ref_model, inputs, **options)
         mask = inputs["list_mask"]
         scores = inputs.get("scores") if self.args.use_scores else None
+        gate = {} if self.args.nll_min_score is None else {"nll_min_score": self.args.nll_min_score}
         loss = self.objective(
             policy,
             None if self.objective.reference_free else reference,
@@ -141,6 +142,7 @@ class ListwiseTrainer(Trainer):
             scores=scores,
             lengths=lengths,
             nll_weight=self.args.nll_weight,
+            **gate,
             **self.args.objective_options,
         )
         self._record(policy.detach(), reference, lengths, mask, scores)
