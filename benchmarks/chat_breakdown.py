@@ -37,7 +37,10 @@ def sample_groups(candidates: list[dict[str, Any]], exact_reward: str) -> list[s
     """The :data:`GROUPS` entry of each candidate, graded with ``exact_reward``."""
     reranker = load_reranker(exact_reward)
     correct = [
-        reranker.score([c["original_prompt"]], [[c["response"]]], [c.get("prompt_fields") or {}])[0][0] >= 1.0
+        reranker.score(
+            [c.get("original_prompt") or c["prompt"]], [[c["response"]]], [c.get("prompt_fields") or {}]
+        )[0][0]
+        >= 1.0
         for c in candidates
     ]
     solved = {c["prompt_id"] for c, ok in zip(candidates, correct, strict=True) if ok}

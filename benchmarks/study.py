@@ -3,9 +3,9 @@
 Run: python benchmarks/study.py --task arithmetic --model runs/smollm2 [--arms larpo rft trl_dpo grpo]
      [--variants base exact ...] [--lrs 5e-6 1e-5 2e-5] [--seeds 0 1 2] [--keep-top 3]
      [--budget-seconds S] [--output runs/study_<task>] [--docs docs/benchmarks] [--set KEY=VALUE ...]
-A task is a preset (``--task arithmetic`` or ``instructions``: examples/chat's config, rewards and prompts
-folder) or given by ``--name --prompts --reward --exact-reward --config``, each of which also overrides a
-preset's. The prompts folder holds train/validation/test.jsonl (``python -m larpo.tasks.arithmetic.chat
+A task is a preset (``--task arithmetic`` or ``instructions``: examples/chat's rewards and prompts folder,
+from the starting config in benchmarks/study_configs) or given by ``--name --prompts --reward --exact-reward
+--config``, each of which also overrides a preset's. The prompts folder holds train/validation/test.jsonl (``python -m larpo.tasks.arithmetic.chat
 --output runs/chat_arithmetic`` or ``python -m larpo.tasks.instructions --output runs/instructions``).
 
 1. Search (seed 0, at equal samples): every arm at every ``--lrs`` learning rate, greedy exact accuracy on

@@ -2,7 +2,8 @@
 
 - :class:`Task`: a prompts folder (train/validation/test.jsonl), a training reward, an exact reward (1.0 =
   correct: accuracy, and the reward of RFT and GRPO) and a base config; :data:`PRESETS` holds the two chat
-  tasks of examples/chat.
+  tasks of examples/chat, each from its study's starting config (benchmarks/study_configs: the example as
+  first published, before the study chose its settings).
 - :data:`VARIANTS`: larpo's settings searched on validation, each one change to the task's config. A
   variant that changes the samples per prompt or the iterations keeps the samples of the base config
   (iterations x prompts_per_iteration x num_candidates) by taking fewer prompts per iteration.
@@ -46,11 +47,11 @@ class Task:
 PRESETS = {
     "arithmetic": Task(
         "arithmetic", Path("runs/chat_arithmetic"), "larpo.tasks.arithmetic.chat:graded_reward",
-        "larpo.tasks.arithmetic.chat:exact_reward", REPO / "examples/chat/smollm2_arithmetic.yaml",
+        "larpo.tasks.arithmetic.chat:exact_reward", REPO / "benchmarks/study_configs/arithmetic.yaml",
     ),
     "instructions": Task(
         "instructions", Path("runs/instructions"), "larpo.tasks.instructions:graded_reward",
-        "larpo.tasks.instructions:exact_reward", REPO / "examples/chat/smollm2_instructions.yaml",
+        "larpo.tasks.instructions:exact_reward", REPO / "benchmarks/study_configs/instructions.yaml",
     ),
 }  # fmt: skip
 
@@ -119,6 +120,15 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
     ),
     "nll_correct_beta0.02": (
         "nll_correct with beta 0.02", {"nll_weight": 1.0, "nll_min_score": 1.0, "beta": 0.02},
+    ),
+    "nll_correct_epochs1": (
+        "nll_correct with 1 epoch over each iteration's lists (half its training cost)",
+        {"nll_weight": 1.0, "nll_min_score": 1.0, "epochs": 1},
+    ),
+    "nll_correct_finished": (
+        "nll_correct on finished replies only (keep_truncated false: replies cut at max_new_tokens are "
+        "dropped before scoring, so neither ranked nor trained)",
+        {"nll_weight": 1.0, "nll_min_score": 1.0, "keep_truncated": False},
     ),
     "beta0.02": ("beta 0.02", {"beta": 0.02}),
     "beta0.5": ("beta 0.5", {"beta": 0.5}),
