@@ -33,6 +33,11 @@ from larpo.run.config import RunConfig
 GROUPS = ("correct", "wrong, prompt has a correct one", "wrong, no correct one")
 
 
+def run_config(run_dir: Path) -> RunConfig:
+    """The config a run was started with, from its manifest."""
+    return RunConfig(**json.loads((run_dir / "manifest.json").read_text())["config"])
+
+
 def sample_groups(candidates: list[dict[str, Any]], exact_reward: str) -> list[str]:
     """The :data:`GROUPS` entry of each candidate, graded with ``exact_reward``."""
     reranker = load_reranker(exact_reward)
@@ -63,7 +68,7 @@ def per_token_logps(model_dir: Path, candidates: list[dict[str, Any]], chat_temp
 def sample_table(runs: dict[str, Path], iteration: int, model: Path, exact_reward: str) -> dict[str, Any]:
     """Step 1: mean per-token log-prob change of each group under each arm."""
     first = next(iter(runs.values()))
-    config = RunConfig(**json.loads((first / "manifest.json").read_text())["config"])
+    config = run_config(first)
     candidates = list(read_jsonl(first / "candidates" / f"iter_{iteration}.jsonl"))
     groups = sample_groups(candidates, exact_reward)
     drew = model if iteration == 0 else first / f"iter_{iteration - 1}" / "model"
@@ -103,7 +108,7 @@ def greedy_replies(model_dir: Path, prompts: Path, reward: str, config: RunConfi
 
 def greedy_table(runs: dict[str, Path], iteration: int, model: Path, prompts: Path, reward: str) -> dict:
     """Step 2: each arm's greedy replies on ``prompts`` against the initial model's."""
-    config = RunConfig(**json.loads((next(iter(runs.values())) / "manifest.json").read_text())["config"])
+    config = run_config(next(iter(runs.values())))
     initial = greedy_replies(model, prompts, reward, config)
     models = {"initial": model} | {arm: run / f"iter_{iteration}" / "model" for arm, run in runs.items()}
     table = {}

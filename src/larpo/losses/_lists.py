@@ -107,18 +107,18 @@ def rank_lists(
         worst=worst,
         policy_logps=policy,
         lengths=safe_lengths,
-        imitated=imitated_rows(mask, scores, nll_min_score),
+        imitated=imitated_rows(best & mask, scores, nll_min_score),
     )
 
 
-def imitated_rows(mask: Tensor, scores: Tensor | None, nll_min_score: float | None) -> Tensor:
-    """``[B]`` bool: the rows whose best candidate the NLL term trains (see :func:`rank_lists`)."""
+def imitated_rows(best: Tensor, scores: Tensor | None, nll_min_score: float | None) -> Tensor:
+    """``[B]`` bool: the rows whose best candidates (``best``, of :func:`best_and_worst`) the NLL term
+    trains (see :func:`rank_lists`)."""
     if nll_min_score is None:
-        return mask.new_ones(mask.shape[0])
+        return best.new_ones(best.shape[0])
     if scores is None:
         raise ValueError("nll_min_score needs `scores` (the reranker scores of the candidates)")
-    high = torch.where(mask, scores, scores.new_full((), float("-inf"))).amax(dim=1)
-    return high >= nll_min_score
+    return (best & (scores >= nll_min_score)).any(dim=1)
 
 
 def preference_pairs(mask: Tensor, scores: Tensor | None = None) -> Tensor:
