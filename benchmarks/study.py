@@ -15,8 +15,8 @@ from the starting config in benchmarks/study_configs) or given by ``--name --pro
    ablations, the rest are cut.
 2. Equal samples: each kept arm on every seed, tested once (greedy accuracy and pass@1 at T=1 on the test
    split, ``larpo eval``'s code): ``<docs>/<task>_equal_samples.json`` and ``.md``.
-3. Equal compute: each run continued until the stage-seconds budget (``--budget-seconds``; default larpo's
-   mean at equal samples) is spent (study_arms.equal_compute_iterations), then tested:
+3. Equal compute: each run continued until the stage-seconds budget (``--budget-seconds``; default the largest
+   arm's mean at equal samples, usually GRPO's) is spent (study_arms.equal_compute_iterations), then tested:
    ``<docs>/<task>_equal_compute.json`` and ``.md``. Measure it one run at a time on an idle machine.
 
 Every run and evaluation is cached in its folder (study_runs), so the same command resumes a stopped study.
@@ -41,6 +41,7 @@ from study_arms import (
     VARIANTS,
     Arm,
     baseline_arm,
+    beyond_edge,
     choose_lr,
     larpo_arms,
     make_task,
@@ -54,12 +55,23 @@ Tested = tuple[str, Arm, float]
 """An arm on test: its name in the result files, the arm, its chosen learning rate."""
 
 
-def search(study: Study, arms: list[Arm], lrs: list[float], console: Console) -> dict[str, Any]:
-    """Step 1: the validation table, each arm's chosen learning rate, larpo's ranked variants."""
+def search(
+    study: Study, arms: list[Arm], lrs: list[float], console: Console, edge_steps: int = 0
+) -> dict[str, Any]:
+    """Step 1: the validation table, each arm's chosen learning rate, larpo's ranked variants. An arm whose
+    best learning rate is the grid's largest (smallest) also tries twice (half) that, up to ``edge_steps``
+    more, the same rule for every arm."""
     initial = study.validate(study.model, study.output / "initial_validation.json")
-    rows = [study.validated(arm, lr, console) for arm in arms for lr in lrs]
-    chosen = {arm.key: choose_lr({r["learning_rate"]: r["greedy_accuracy"] for r in rows if r["arm"] == arm.key})
-              for arm in arms}  # fmt: skip
+    rows, chosen = [], {}
+    for arm in arms:
+        scores = {}
+        for lr in lrs:
+            rows.append(study.validated(arm, lr, console))
+            scores[lr] = rows[-1]["greedy_accuracy"]
+        while (lr := beyond_edge(scores, edge_steps + len(lrs))) is not None:
+            rows.append(study.validated(arm, lr, console))
+            scores[lr] = rows[-1]["greedy_accuracy"]
+        chosen[arm.key] = choose_lr(scores)
     best = {r["arm"]: r["greedy_accuracy"] for r in rows if r["learning_rate"] == chosen[r["arm"]]}
     order = ranked({arm.key: best[arm.key] for arm in arms if not arm.is_baseline})
     return {"prompts": initial["prompts"], "initial": initial, "search": rows, "learning_rates": chosen,
@@ -114,10 +126,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variant", action="append", default=[], metavar="'NAME KEY=VALUE ...'",
                         help="another larpo variant: settings on the task's config")  # fmt: skip
     parser.add_argument("--lrs", type=float, nargs="+", default=[5e-6, 1e-5, 2e-5])
+    parser.add_argument("--edge-steps", type=int, default=0,
+                        help="learning rates an arm may add past the grid's edge when its best is there")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--keep-top", type=int, default=3, help="larpo variants tested on every seed")
     parser.add_argument("--validation-prompts", type=int, default=200)
-    parser.add_argument("--budget-seconds", type=float, help="equal compute's budget (default: larpo's)")
+    parser.add_argument("--budget-seconds", type=float,
+                        help="equal compute's budget (default: the costliest arm's mean at equal samples)")  # fmt: skip
     parser.add_argument("--equal-samples-only", action="store_true", help="skip the equal-compute runs")
     parser.add_argument("--output", type=Path, help="default runs/study_<task>")
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
@@ -130,12 +145,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def compute_budget(given: float | None, rows: list[dict[str, Any]]) -> tuple[float | None, str]:
-    """Equal compute's stage-seconds budget and where it comes from: ``--budget-seconds``, else the mean of
-    larpo's equal-samples rows (None without them)."""
+    """Equal compute's stage-seconds budget and where it comes from: ``--budget-seconds``, else the largest
+    mean stage seconds of an arm at equal samples (usually GRPO's), so that no arm gets less than its
+    equal-samples run and the cheaper arms spend the difference on more iterations (None without rows)."""
     if given is not None:
         return given, "--budget-seconds"
-    seconds = [r["seconds"] for r in rows if r["arm"] == "larpo"]
-    return (statistics.mean(seconds) if seconds else None), "larpo's mean stage seconds at equal samples"
+    by_arm: dict[str, list[float]] = {}
+    for row in rows:
+        by_arm.setdefault(row["arm"], []).append(row["seconds"])
+    if not by_arm:
+        return None, ""
+    arm = max(by_arm, key=lambda name: statistics.mean(by_arm[name]))
+    return statistics.mean(by_arm[arm]), f"{arm}'s mean stage seconds at equal samples (the largest)"
 
 
 def study_arms_of(args: argparse.Namespace, study: Study) -> list[Arm]:
@@ -159,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     study = Study(task, args.model, args.output or Path(f"runs/study_{task.name}"), tuple(args.overrides),
                   args.validation_prompts)  # fmt: skip
     arms = study_arms_of(args, study)
-    validation = search(study, arms, args.lrs, console)
+    validation = search(study, arms, args.lrs, console, args.edge_steps)
     tested = tested_arms(arms, validation, args.keep_top)
     validation["tested"] = {arm.key: name for name, arm, _ in tested}
     what = {name: arm.what for name, arm, _ in tested}
@@ -177,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.equal_samples_only:
         return
     if budget is None:
-        console.print("equal compute skipped: no larpo arm to measure its budget, and no --budget-seconds")
+        console.print("equal compute skipped: no run to measure its budget, and no --budget-seconds")
         return
     rows = equal_compute(study, tested, args.seeds, budget, console)
     result = {

@@ -227,6 +227,20 @@ def choose_lr(scores: Mapping[float, float]) -> float:
     return ranked(dict(sorted(scores.items())))[0]
 
 
+def beyond_edge(scores: Mapping[float, float], most: int) -> float | None:
+    """The learning rate to try next when the best of ``scores`` (learning rate -> validation score) is at
+    the edge of those tried: twice the largest, or half the smallest; None when the best is inside, or
+    ``most`` learning rates have been tried."""
+    if len(scores) >= most or len(scores) < 2:
+        return None
+    best = choose_lr(scores)
+    if best == max(scores):
+        return 2 * best
+    if best == min(scores):
+        return best / 2
+    return None
+
+
 def iteration_seconds(log: Iterable[Mapping[str, Any]]) -> list[float]:
     """Stage seconds of each iteration of a run, evaluation excluded, from its ``log.jsonl`` entries."""
     totals: dict[int, float] = {}

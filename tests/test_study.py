@@ -17,6 +17,7 @@ from study_arms import (  # noqa: E402
     Task,
     another_fits,
     baseline_arm,
+    beyond_edge,
     choose_lr,
     equal_compute_iterations,
     iteration_seconds,
@@ -107,6 +108,50 @@ def test_a_finished_run_is_continued_until_the_budget_is_spent(task, workspace, 
     assert (extended.iterations, trained) == (3, [1, 2, 3])
     assert runs.extend_to_budget(arm, config, 33.0, None).iterations == 3 and trained == [1, 2, 3]
     assert runs.extend_to_budget(arm, config, 12.0, None).iterations == 1  # the run has more: not rerun
+
+
+def test_a_best_learning_rate_at_the_grid_edge_tries_one_beyond_it():
+    assert beyond_edge({5e-6: 0.4, 1e-5: 0.5, 2e-5: 0.6}, most=5) == 4e-5
+    assert beyond_edge({5e-6: 0.6, 1e-5: 0.5, 2e-5: 0.4}, most=5) == 2.5e-6
+    assert beyond_edge({5e-6: 0.4, 1e-5: 0.6, 2e-5: 0.5}, most=5) is None  # inside the grid
+    assert beyond_edge({5e-6: 0.4, 1e-5: 0.6, 2e-5: 0.6}, most=5) is None  # the tie goes to 1e-5, inside
+    assert beyond_edge({5e-6: 0.4, 1e-5: 0.5, 2e-5: 0.6, 4e-5: 0.7, 8e-5: 0.8}, most=5) is None  # spent
+
+
+def test_the_search_follows_a_best_learning_rate_past_the_edge(task, workspace, tmp_path):
+    class Scored:
+        """A study whose validation score of (arm, lr) is given: rft peaks at 4e-3, larpo at 2e-3."""
+
+        model, output = workspace / "model", tmp_path
+        peaks = {"rft": 4e-3, "larpo_base": 2e-3}
+
+        def validate(self, model, cached):
+            return {"prompts": 4, "greedy_accuracy": 0.1}
+
+        def validated(self, arm, lr, console):
+            return {"arm": arm.key, "learning_rate": lr, "greedy_accuracy": 1 - abs(lr - self.peaks[arm.key])}
+
+    base = Study(task, workspace / "model", tmp_path).base()
+    arms = larpo_arms(["base"], base, task) + [baseline_arm("rft", base, task)]
+    result = study.search(Scored(), arms, [5e-4, 1e-3, 2e-3], None, edge_steps=2)
+    tried = [(r["arm"], r["learning_rate"]) for r in result["search"]]
+    assert tried == [("larpo_base", 5e-4), ("larpo_base", 1e-3), ("larpo_base", 2e-3), ("larpo_base", 4e-3),
+                     ("rft", 5e-4), ("rft", 1e-3), ("rft", 2e-3), ("rft", 4e-3), ("rft", 8e-3)]  # fmt: skip
+    assert result["learning_rates"] == {"larpo_base": 2e-3, "rft": 4e-3}
+    unextended = study.search(Scored(), arms, [5e-4, 1e-3, 2e-3], None)
+    assert (
+        unextended["learning_rates"] == {"larpo_base": 2e-3, "rft": 2e-3} and len(unextended["search"]) == 6
+    )
+
+
+def test_the_equal_compute_budget_is_the_costliest_arms_mean_unless_given():
+    rows = [{"arm": "larpo", "seconds": 130.0}, {"arm": "grpo", "seconds": 600.0},
+            {"arm": "larpo", "seconds": 150.0}, {"arm": "grpo", "seconds": 700.0}, {"arm": "rft", "seconds": 900.0}]  # fmt: skip
+    budget, source = study.compute_budget(None, rows)
+    assert budget == 900.0 and source.startswith("rft's")  # one rft row, above grpo's mean of 650
+    assert study.compute_budget(None, rows[:4])[0] == 650.0
+    assert study.compute_budget(40.0, rows) == (40.0, "--budget-seconds")
+    assert study.compute_budget(None, [])[0] is None
 
 
 def test_every_variant_draws_the_base_samples_and_duplicates_are_dropped(task, workspace, tmp_path):
