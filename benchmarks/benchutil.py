@@ -46,8 +46,9 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
-def machine_info(threads: int) -> str:
-    """One line: CPU model, cores, threads and library versions."""
+def machine_info(threads: int, alone: bool = False) -> str:
+    """One line: CPU model, cores (``alone``: the benchmark runs one run at a time), threads and library
+    versions."""
     model = platform.processor() or platform.machine()
     if shutil.which("lscpu"):
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -61,7 +62,8 @@ def machine_info(threads: int) -> str:
         if _installed(name)
     )
     return (
-        f"{model}, {os.cpu_count()} cores (shared with other jobs), {threads} torch thread per process, "
+        f"{model}, {os.cpu_count()} cores ({'one run at a time' if alone else 'shared with other jobs'}), "
+        f"{threads} torch thread{'s' if threads > 1 else ''} per process, "
         f"Python {platform.python_version()}; {versions}"
     )
 

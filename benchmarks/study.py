@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     common = {
         "task": task.name,
         "command": portable_command([__file__, *argv], {"--model": "MODEL_DIR", "--prompts": "PROMPTS_DIR"}),
-        "machine": machine_info(torch.get_num_threads()),
+        "machine": machine_info(torch.get_num_threads(), alone=True),  # measured one run at a time
         "initial_test": study.test(args.model, study.output / "initial_test"),
         "validation": validation,
     }
