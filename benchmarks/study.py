@@ -25,6 +25,8 @@ Every run and evaluation is cached in its folder (study_runs), so the same comma
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import statistics
 import sys
 from pathlib import Path
@@ -64,11 +66,9 @@ def search(
     initial = study.validate(study.model, study.output / "initial_validation.json")
     rows, chosen = [], {}
     for arm in arms:
-        scores = {}
-        for lr in lrs:
-            rows.append(study.validated(arm, lr, console))
-            scores[lr] = rows[-1]["greedy_accuracy"]
-        while (lr := beyond_edge(scores, edge_steps + len(lrs))) is not None:
+        scores: dict[float, float] = {}
+        past_edge = iter(functools.partial(beyond_edge, scores, edge_steps + len(lrs)), None)
+        for lr in itertools.chain(lrs, past_edge):
             rows.append(study.validated(arm, lr, console))
             scores[lr] = rows[-1]["greedy_accuracy"]
         chosen[arm.key] = choose_lr(scores)
