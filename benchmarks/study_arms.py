@@ -113,6 +113,11 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
         "the demo's validated form: exact reward, beta 0.02, nll_weight 1",
         lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0},
     ),
+    "exact_keep_solved": (
+        "the demo's validated form, with the solved prompts kept: an all-correct list (nothing to rank) is "
+        "imitated, not dropped (keep_tied_min_score 1.0)",
+        lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0, "keep_tied_min_score": 1.0},
+    ),
     "nll_correct": (
         "NLL only on lists whose best is exactly right (nll_weight 1, nll_min_score 1.0): RFT's imitation, "
         "with the task's graded reward ranking every list",
@@ -145,8 +150,9 @@ iterations_x4 = 8x16 prompts (the base config: 2 iterations x 64 prompts x 4 sam
 
 BASELINES: dict[str, tuple[str, str, Variant]] = {
     "rft": (
-        "control: NLL of the verified-correct samples (exact reward)", "larpo",
-        lambda base, task: {"objective": "rft", "nll_weight": 0.0, "reward": task.exact_reward},
+        "control: NLL of every verified-correct sample (exact reward), the solved prompts' included", "larpo",
+        lambda base, task: {"objective": "rft", "nll_weight": 0.0, "reward": task.exact_reward,
+                            "keep_tied_min_score": 1.0},
     ),
     "trl_dpo": ("TRL DPOTrainer on the (best, worst) pair of each list of the task's config", "trl_dpo", {}),
     "grpo": (

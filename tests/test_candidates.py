@@ -76,6 +76,7 @@ def test_memorization_current_uses_only_iteration_s():
         "lists_built": 1,
         "skipped_too_few": 0,
         "dropped_all_tied": 0,
+        "kept_all_tied": 0,
         "duplicates_removed": 0,
         "candidates_in_lists": 2,
         "mean_list_size": 2.0,
@@ -212,6 +213,21 @@ def test_all_tied_prompt_is_kept_when_asked():
     assert stats.dropped_all_tied == 0
 
 
+def test_all_tied_lists_reaching_keep_tied_min_score_are_kept_the_rest_dropped():
+    records = [*ALL_TIED, rec("x", 0.0, pid="wrong"), rec("y", 0.0, pid="wrong"),
+               rec("r", 1.0, pid="mixed"), rec("w", 0.0, pid="mixed")]  # fmt: skip
+    lists, stats = build_lists(records, 0, ListSettings(keep_tied_min_score=1.0))
+    assert [(x.prompt_id, x.responses, x.scores) for x in lists] == [
+        ("t", ["a", "b"], [1.0, 1.0]), ("mixed", ["r", "w"], [1.0, 0.0])
+    ]
+    assert (stats.lists_built, stats.kept_all_tied, stats.dropped_all_tied) == (2, 1, 1)
+
+
+def test_keep_tied_min_score_is_a_threshold_on_the_shared_score():
+    _, stats = build_lists(ALL_TIED, 0, ListSettings(keep_tied_min_score=1.5))
+    assert (stats.lists_built, stats.dropped_all_tied) == (0, 1)
+
+
 def test_tied_bottom_is_chosen_by_response_text():
     records = [rec("hi", 5.0), rec("m1", 1.0), rec("m2", 1.0), rec("lo", 1.0)]
     lists, stats = build_lists(records, 0, ListSettings(positives=1, negatives=1))
@@ -280,6 +296,8 @@ def test_unscored_records_outside_the_selection_are_ignored():
         ({"negative_source": "human"}, "negative_source"),
         ({"dedup": 1}, "dedup"),
         ({"drop_all_tied": "no"}, "drop_all_tied"),
+        ({"keep_tied_min_score": "1"}, "keep_tied_min_score"),
+        ({"keep_tied_min_score": 1.0, "drop_all_tied": False}, "keep_tied_min_score"),
         ({"positives": 0, "negatives": 1}, "positives"),
         ({"positives": 1, "negatives": True}, "negatives"),
         ({"positives": 1}, "positives and negatives"),

@@ -178,6 +178,7 @@ def test_the_baselines_configs(task, workspace, tmp_path):
     }
     rft, dpo, grpo = configs["rft"], configs["trl_dpo"], configs["grpo"]
     assert (rft.objective, rft.nll_weight, rft.reward) == ("rft", 0.0, task.exact_reward)
+    assert rft.list_settings().keep_tied_min_score == 1.0  # standard RFT imitates the solved prompts too
     assert (dpo.objective, dpo.reward, dpo.beta, dpo.nll_weight) == ("contrastive", TRAIN_REWARD, 0.1, 0.5)
     assert grpo.reward == task.exact_reward
     check_grpo_config(grpo)

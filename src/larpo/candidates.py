@@ -42,6 +42,11 @@ class ListSettings:
             subset of the ranking that includes the best and the worst candidate.
         drop_all_tied: drop (and count) a prompt whose selected candidates all share one score;
             when ``False`` it is kept and the objectives skip its tied pairs themselves.
+        keep_tied_min_score: with ``drop_all_tied``, still keep an all-tied list whose shared score is
+            at least this (and count it). Such a list has nothing to rank, but every candidate in it is
+            a best one, so an NLL term imitates them all: with an exact reward and 1.0, the prompts the
+            policy already solves stay in the imitation, as in standard rejection-sampling fine-tuning,
+            while the all-wrong lists, which train nothing, are still dropped. None: drop every all-tied list.
         negative_source: ``policy`` (negatives are the policy's own low-ranked samples, the paper's
             hard negatives), or ``random``/``related`` (responses to other prompts, see
             :func:`larpo.negatives.sample_external_negatives`); the latter two need ``positives``
@@ -54,6 +59,7 @@ class ListSettings:
     negatives: int | None = None
     max_candidates: int | None = None
     drop_all_tied: bool = True
+    keep_tied_min_score: float | None = None
     negative_source: str = POLICY
 
     def __post_init__(self) -> None:
@@ -62,6 +68,11 @@ class ListSettings:
         for name in ("dedup", "drop_all_tied"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.keep_tied_min_score is not None:
+            if isinstance(self.keep_tied_min_score, bool) or not isinstance(self.keep_tied_min_score, int | float):
+                raise InputError(f"keep_tied_min_score must be a number, got {self.keep_tied_min_score!r}")
+            if not self.drop_all_tied:
+                raise InputError("keep_tied_min_score applies only when drop_all_tied is true")
         _check_optional_int("positives", self.positives, 1)
         _check_optional_int("negatives", self.negatives, 1)
         _check_optional_int("max_candidates", self.max_candidates, 2)
@@ -108,6 +119,7 @@ class ListStats:
         lists_built: lists returned.
         skipped_too_few: prompts left with fewer than 2 distinct responses.
         dropped_all_tied: prompts whose selected candidates all share one score.
+        kept_all_tied: all-tied prompts kept by ``keep_tied_min_score``.
         duplicates_removed: records dropped as repeats of a response the prompt already has
             (across or within iterations, or an external negative equal to a policy sample).
         candidates_in_lists: candidates over all lists.
@@ -118,6 +130,7 @@ class ListStats:
     lists_built: int = 0
     skipped_too_few: int = 0
     dropped_all_tied: int = 0
+    kept_all_tied: int = 0
     duplicates_removed: int = 0
     candidates_in_lists: int = 0
     mean_list_size: float = 0.0
@@ -153,11 +166,13 @@ def build_lists(
         stats.prompts_seen += 1
         chosen, removed = _choose(group, settings)
         stats.duplicates_removed += removed
+        all_tied = settings.drop_all_tied and len({r.score for r in chosen}) == 1
         if len({r.response for r in chosen}) < 2:
             stats.skipped_too_few += 1
-        elif settings.drop_all_tied and len({r.score for r in chosen}) == 1:
+        elif all_tied and not _at_least(chosen[0].score, settings.keep_tied_min_score):
             stats.dropped_all_tied += 1
         else:
+            stats.kept_all_tied += all_tied
             lists.append(_to_list(chosen))
             stats.candidates_in_lists += len(chosen)
     stats.lists_built = len(lists)
@@ -202,6 +217,11 @@ def is_policy(record: CandidateRecord) -> bool:
 def _check_optional_int(name: str, value: object, minimum: int) -> None:
     if value is not None:
         check_int(name, value, minimum)
+
+
+def _at_least(score: float, threshold: float | None) -> bool:
+    """Whether ``score`` reaches ``threshold`` (never when the threshold is None)."""
+    return threshold is not None and score >= threshold
 
 
 def _require_score(record: CandidateRecord) -> None:

@@ -78,6 +78,9 @@ class RunConfig:
     negatives: int | None = _f(None, "keep the bottom-n ranked candidates as negatives")
     max_candidates: int | None = _f(None, "cap on the list size when positives/negatives are null")
     drop_all_tied: bool = _f(True, "drop prompts whose selected candidates all have the same score")
+    keep_tied_min_score: float | None = _f(
+        None, "still keep all-tied lists scoring at least this, for the NLL term (1.0: solved prompts)"
+    )
     negative_source: str = _f("policy", "negatives from: policy (own samples), random or related prompts")
     # objective and training
     objective: str = _f("contrastive", "ranking objective (larpo objectives lists them)")
@@ -214,6 +217,9 @@ class RunConfig:
         except InputError as error:
             raise InputError(f"config: {error}") from None
         _check_objective(self.objective, self.objective_options, self.nll_weight, self.nll_min_score)
+        if self.keep_tied_min_score is not None and not self.nll_weight and self.objective != "rft":
+            raise InputError("config: all-tied lists kept by 'keep_tied_min_score' train only the NLL term: "
+                             "set nll_weight > 0 as well (or objective rft)")  # fmt: skip
         try:
             normalize_report_to(self.report_to)
         except InputError as error:
@@ -245,6 +251,7 @@ class RunConfig:
             negatives=self.negatives,
             max_candidates=self.max_candidates,
             drop_all_tied=self.drop_all_tied,
+            keep_tied_min_score=self.keep_tied_min_score,
             negative_source=self.negative_source,
         )
 
