@@ -218,7 +218,8 @@ def test_all_tied_lists_reaching_keep_tied_min_score_are_kept_the_rest_dropped()
                rec("r", 1.0, pid="mixed"), rec("w", 0.0, pid="mixed")]  # fmt: skip
     lists, stats = build_lists(records, 0, ListSettings(keep_tied_min_score=1.0))
     assert [(x.prompt_id, x.responses, x.scores) for x in lists] == [
-        ("t", ["a", "b"], [1.0, 1.0]), ("mixed", ["r", "w"], [1.0, 0.0])
+        ("t", ["a", "b"], [1.0, 1.0]),
+        ("mixed", ["r", "w"], [1.0, 0.0]),
     ]
     assert (stats.lists_built, stats.kept_all_tied, stats.dropped_all_tied) == (2, 1, 1)
 

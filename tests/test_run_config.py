@@ -33,9 +33,14 @@ def test_list_settings_carry_every_list_key():
         (["negative_source=random"], "config: negative_source 'random' needs positives and negatives"),
         (["memorization=some"], "config: memorization must be one of current, previous, all; got 'some'"),
         (["max_candidates=1"], "config: max_candidates must be >= 2, got 1"),
-        (["keep_tied_min_score=1", "nll_weight=1", "drop_all_tied=false"],
-         "config: keep_tied_min_score applies only when drop_all_tied is true"),
-        (["keep_tied_min_score=1"], "config: all-tied lists kept by 'keep_tied_min_score' train only the NLL"),
+        (
+            ["keep_tied_min_score=1", "nll_weight=1", "drop_all_tied=false"],
+            "config: keep_tied_min_score applies only when drop_all_tied is true",
+        ),
+        (
+            ["keep_tied_min_score=1"],
+            "config: all-tied lists kept by 'keep_tied_min_score' train only the NLL",
+        ),
     ],
 )
 def test_list_rules_are_checked_when_the_config_is_read(overrides, message):

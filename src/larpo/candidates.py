@@ -69,7 +69,9 @@ class ListSettings:
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.keep_tied_min_score is not None:
-            if isinstance(self.keep_tied_min_score, bool) or not isinstance(self.keep_tied_min_score, int | float):
+            if isinstance(self.keep_tied_min_score, bool) or not isinstance(
+                self.keep_tied_min_score, int | float
+            ):
                 raise InputError(f"keep_tied_min_score must be a number, got {self.keep_tied_min_score!r}")
             if not self.drop_all_tied:
                 raise InputError("keep_tied_min_score applies only when drop_all_tied is true")
