@@ -118,6 +118,18 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
         "imitated, not dropped (keep_tied_min_score 1.0)",
         lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0, "keep_tied_min_score": 1.0},
     ),
+    "exact_all_tied_kept": (
+        "the demo's validated form with every sampled prompt trained (drop_all_tied false, nll_min_score 1.0): "
+        "an all-correct list is imitated, an all-wrong one adds optimizer steps without gradient, as GRPO's "
+        "zero-advantage groups do",
+        lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0, "drop_all_tied": False,
+                            "nll_min_score": 1.0},
+    ),
+    "exact_batch2": (
+        "the demo's validated form with 2 lists per optimizer step (4x the steps of batch_size 8 on the few "
+        "lists an exact reward leaves)",
+        lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0, "batch_size": 2},
+    ),
     "nll_correct": (
         "NLL only on lists whose best is exactly right (nll_weight 1, nll_min_score 1.0): RFT's imitation, "
         "with the task's graded reward ranking every list",
@@ -125,6 +137,11 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
     ),
     "nll_correct_beta0.02": (
         "nll_correct with beta 0.02", {"nll_weight": 1.0, "nll_min_score": 1.0, "beta": 0.02},
+    ),
+    "nll_correct_beta0.02_keep_solved": (
+        "nll_correct_beta0.02 with the solved prompts kept: a list whose replies all score 1.0 is imitated, "
+        "not dropped (keep_tied_min_score 1.0)",
+        {"nll_weight": 1.0, "nll_min_score": 1.0, "beta": 0.02, "keep_tied_min_score": 1.0},
     ),
     "nll_correct_epochs1": (
         "nll_correct with 1 epoch over each iteration's lists (half its training cost)",
