@@ -99,6 +99,15 @@ def exact_reward(base: RunConfig, task: Task) -> Overrides:
     return {"reward": task.exact_reward}
 
 
+def demo_form(**extra: Any) -> Callable[[RunConfig, Task], Overrides]:
+    """The demo's validated form (exact reward, beta 0.02, nll_weight 1), with ``extra`` settings on top."""
+
+    def overrides(base: RunConfig, task: Task) -> Overrides:
+        return {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0, **extra}
+
+    return overrides
+
+
 VARIANTS: dict[str, tuple[str, Variant]] = {
     "base": ("the task's config as published", {}),
     "exact": ("exact reward: every correct sample a positive (tied best), the wrong ones negatives", exact_reward),
@@ -111,24 +120,23 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
     ),
     "exact_beta0.02_nll1": (
         "the demo's validated form: exact reward, beta 0.02, nll_weight 1",
-        lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0},
+        demo_form(),
     ),
     "exact_keep_solved": (
         "the demo's validated form, with the solved prompts kept: an all-correct list (nothing to rank) is "
         "imitated, not dropped (keep_tied_min_score 1.0)",
-        lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0, "keep_tied_min_score": 1.0},
+        demo_form(keep_tied_min_score=1.0),
     ),
     "exact_all_tied_kept": (
         "the demo's validated form with every sampled prompt trained (drop_all_tied false, nll_min_score 1.0): "
         "an all-correct list is imitated, an all-wrong one adds optimizer steps without gradient, as GRPO's "
         "zero-advantage groups do",
-        lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0, "drop_all_tied": False,
-                            "nll_min_score": 1.0},
+        demo_form(drop_all_tied=False, nll_min_score=1.0),
     ),
     "exact_batch2": (
         "the demo's validated form with 2 lists per optimizer step (4x the steps of batch_size 8 on the few "
         "lists an exact reward leaves)",
-        lambda base, task: {**exact_reward(base, task), "beta": 0.02, "nll_weight": 1.0, "batch_size": 2},
+        demo_form(batch_size=2),
     ),
     "nll_correct": (
         "NLL only on lists whose best is exactly right (nll_weight 1, nll_min_score 1.0): RFT's imitation, "

@@ -15,6 +15,7 @@ from larpo.losses.registry import (
     check_nll_min_score,
     check_options,
     get_objective,
+    has_nll_term,
     register_objective,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "contrastive_loss",
     "delta_ndcg_weights",
     "get_objective",
+    "has_nll_term",
     "ipo_loss",
     "lambdarank_loss",
     "listmle_loss",

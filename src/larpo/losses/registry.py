@@ -99,12 +99,18 @@ def check_options(name: str, options: dict) -> None:
         )
 
 
+def has_nll_term(name: str, nll_weight: float) -> bool:
+    """Whether objective ``name`` with ``nll_weight`` trains an NLL term: a positive weight, or ``rft``,
+    whose loss is that term."""
+    return bool(nll_weight) or name == "rft"
+
+
 def check_nll_min_score(name: str, nll_weight: float, use_scores: bool = True) -> None:
     """Raise ValueError when ``nll_min_score`` cannot act: objective ``name`` does not take it, or it has
     no NLL term to gate (``nll_weight`` 0, except for ``rft``, whose loss is that term), or no scores."""
     if "nll_min_score" not in get_objective(name).options:
         raise ValueError(f"objective {name!r} does not take nll_min_score")
-    if not nll_weight and name != "rft":
+    if not has_nll_term(name, nll_weight):
         raise ValueError("nll_min_score gates the NLL term: set nll_weight > 0 as well")
     if not use_scores:
         raise ValueError("nll_min_score reads the reranker scores: it needs use_scores")

@@ -16,7 +16,7 @@ import yaml
 from larpo.auto_settings import chunk_size_setting, shared_prefix_setting
 from larpo.checks import check_choice, check_field_types, check_known_keys, read_yaml_mapping
 from larpo.errors import InputError
-from larpo.losses import OBJECTIVES, check_nll_min_score, check_options
+from larpo.losses import OBJECTIVES, check_nll_min_score, check_options, has_nll_term
 
 if TYPE_CHECKING:
     from larpo.adapters import LoraSettings
@@ -217,7 +217,7 @@ class RunConfig:
         except InputError as error:
             raise InputError(f"config: {error}") from None
         _check_objective(self.objective, self.objective_options, self.nll_weight, self.nll_min_score)
-        if self.keep_tied_min_score is not None and not self.nll_weight and self.objective != "rft":
+        if self.keep_tied_min_score is not None and not has_nll_term(self.objective, self.nll_weight):
             raise InputError("config: all-tied lists kept by 'keep_tied_min_score' train only the NLL term: "
                              "set nll_weight > 0 as well (or objective rft)")  # fmt: skip
         try:
