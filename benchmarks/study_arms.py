@@ -151,6 +151,11 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
         "not dropped (keep_tied_min_score 1.0)",
         {"nll_weight": 1.0, "nll_min_score": 1.0, "beta": 0.02, "keep_tied_min_score": 1.0},
     ),
+    "nll_correct_all_tied_kept": (
+        "nll_correct with every sampled prompt trained (drop_all_tied false): a list whose replies all score "
+        "1.0 is imitated, any other tied list adds optimizer steps without gradient",
+        {"nll_weight": 1.0, "nll_min_score": 1.0, "drop_all_tied": False},
+    ),
     "nll_correct_epochs1": (
         "nll_correct with 1 epoch over each iteration's lists (half its training cost)",
         {"nll_weight": 1.0, "nll_min_score": 1.0, "epochs": 1},
