@@ -5,7 +5,8 @@ Run: python benchmarks/study.py --task arithmetic --model runs/smollm2 [--arms l
      [--budget-seconds S] [--output runs/study_<task>] [--docs docs/benchmarks] [--set KEY=VALUE ...]
 A task is a preset (``--task arithmetic`` or ``instructions``: examples/chat's rewards and prompts folder,
 from the starting config in benchmarks/study_configs) or given by ``--name --prompts --reward --exact-reward
---config``, each of which also overrides a preset's. The prompts folder holds train/validation/test.jsonl (``python -m larpo.tasks.arithmetic.chat
+--config`` (and ``--grpo-reward``, GRPO's reward: the exact one unless given), each of which also overrides
+a preset's. The prompts folder holds train/validation/test.jsonl (``python -m larpo.tasks.arithmetic.chat
 --output runs/chat_arithmetic`` or ``python -m larpo.tasks.instructions --output runs/instructions``).
 
 1. Search (seed 0, at equal samples): every arm at every ``--lrs`` learning rate, greedy exact accuracy on
@@ -117,6 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reward", help="training reward, module:function")
     parser.add_argument("--exact-reward", help="evaluation reward, module:function (1.0 = correct)")
     parser.add_argument("--config", type=Path, help="the base config YAML of every arm")
+    parser.add_argument("--grpo-reward", help="GRPO's reward, module:function (default: --exact-reward)")
     parser.add_argument(
         "--model", type=Path, required=True, help="the pretrained model every arm starts from"
     )
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     console = Console(stderr=True)
     fields = {"name": args.name, "prompts": args.prompts, "reward": args.reward,
-              "exact_reward": args.exact_reward, "config": args.config}  # fmt: skip
+              "exact_reward": args.exact_reward, "config": args.config, "grpo_reward": args.grpo_reward}  # fmt: skip
     task = make_task(args.task, **fields)
     study = Study(task, args.model, args.output or Path(f"runs/study_{task.name}"), tuple(args.overrides),
                   args.validation_prompts)  # fmt: skip

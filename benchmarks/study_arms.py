@@ -1,9 +1,9 @@
 """What benchmarks/study.py compares, and the rules that choose between the runs.
 
 - :class:`Task`: a prompts folder (train/validation/test.jsonl), a training reward, an exact reward (1.0 =
-  correct: accuracy, and the reward of RFT and GRPO) and a base config; :data:`PRESETS` holds the two chat
-  tasks of examples/chat, each from its study's starting config (benchmarks/study_configs: the example as
-  first published, before the study chose its settings).
+  correct: accuracy, RFT's reward and, unless the task names another, GRPO's) and a base config;
+  :data:`PRESETS` holds the two chat tasks of examples/chat, each from its study's starting config
+  (benchmarks/study_configs: the example as first published, before the study chose its settings).
 - :data:`VARIANTS`: larpo's settings searched on validation, each one change to the task's config. A
   variant that changes the samples per prompt or the iterations keeps the samples of the base config
   (iterations x prompts_per_iteration x num_candidates) by taking fewer prompts per iteration.
@@ -42,6 +42,12 @@ class Task:
     """The evaluation reward: a response is correct when it scores 1.0."""
     config: Path
     """The base config YAML of every arm."""
+    grpo_reward: str | None = None
+    """GRPO's reward (None: ``exact_reward``): a graded one where users would give GRPO partial credit."""
+
+    def policy_gradient_reward(self) -> str:
+        """The reward GRPO trains on."""
+        return self.grpo_reward or self.exact_reward
 
 
 PRESETS = {
@@ -52,6 +58,7 @@ PRESETS = {
     "instructions": Task(
         "instructions", Path("runs/instructions"), "larpo.tasks.instructions:graded_reward",
         "larpo.tasks.instructions:exact_reward", REPO / "benchmarks/study_configs/instructions.yaml",
+        grpo_reward="larpo.tasks.instructions:graded_reward",  # partial credit per instruction followed
     ),
 }  # fmt: skip
 
@@ -62,7 +69,9 @@ def make_task(preset: str | None, **given: Any) -> Task:
     values = {k: v for k, v in given.items() if v is not None}
     if preset is not None:
         return dataclasses.replace(PRESETS[preset], **values)
-    missing = [f.name for f in dataclasses.fields(Task) if f.name not in values]
+    missing = [
+        f.name for f in dataclasses.fields(Task) if f.name not in values and f.default is dataclasses.MISSING
+    ]
     if missing:
         raise ValueError(f"without --task, give {', '.join('--' + m.replace('_', '-') for m in missing)}")
     return Task(**values)
@@ -186,8 +195,8 @@ BASELINES: dict[str, tuple[str, str, Variant]] = {
     ),
     "trl_dpo": ("TRL DPOTrainer on the (best, worst) pair of each list of the task's config", "trl_dpo", {}),
     "grpo": (
-        "TRL GRPOTrainer (loss dapo), num_candidates completions per prompt, exact reward", "grpo",
-        exact_reward,
+        "TRL GRPOTrainer (loss dapo), num_candidates completions per prompt, the task's GRPO reward", "grpo",
+        lambda base, task: {"reward": task.policy_gradient_reward()},
     ),
 }  # fmt: skip
 """The baselines: (what, trainer, change to the task's config)."""

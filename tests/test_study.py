@@ -180,8 +180,12 @@ def test_the_baselines_configs(task, workspace, tmp_path):
     assert (rft.objective, rft.nll_weight, rft.reward) == ("rft", 0.0, task.exact_reward)
     assert rft.list_settings().keep_tied_min_score == 1.0  # standard RFT imitates the solved prompts too
     assert (dpo.objective, dpo.reward, dpo.beta, dpo.nll_weight) == ("contrastive", TRAIN_REWARD, 0.1, 0.5)
-    assert grpo.reward == task.exact_reward
+    assert grpo.reward == task.exact_reward  # the task names no GRPO reward
     check_grpo_config(grpo)
+    graded = dataclasses.replace(task, grpo_reward=TRAIN_REWARD)
+    assert runs.config(baseline_arm("grpo", base, graded), 2, 2e-5).reward == TRAIN_REWARD
+    assert study_arms.PRESETS["instructions"].policy_gradient_reward().endswith(":graded_reward")
+    assert study_arms.PRESETS["arithmetic"].policy_gradient_reward().endswith(":exact_reward")
     for name, config in configs.items():
         settings = (config.seed, config.learning_rate, config.max_new_tokens, config.eval_prompts)
         assert settings == (2, 2e-5, 3, None)  # the seed, the learning rate, --set; evaluated afterwards
