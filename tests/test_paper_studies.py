@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import paper_studies  # noqa: E402
+import paper_studies_report  # noqa: E402
+import paper_study_arms  # noqa: E402
 
 
 def fake_run(run_dir: Path, curve: list[float], pass_at_k: dict[str, float]) -> None:
@@ -36,7 +37,7 @@ def test_report_of_a_partial_study(tmp_path):
     sft = {"steps": [19, 19], "curve": [0.40, 0.41, 0.39], "seconds": 12.0}
     (out / "seed_0" / "controls" / "sft.json").write_text(json.dumps(sft))
 
-    markdown = paper_studies.report("objectives", [0, 1], ["graded"], out, True, tmp_path / "docs", "cmd")
+    markdown = paper_studies_report.report("objectives", [0, 1], ["graded"], out, True, tmp_path / "docs", "cmd")
 
     lines = markdown.splitlines()
     assert (
@@ -67,19 +68,19 @@ def test_report_of_a_partial_study(tmp_path):
 
 
 def test_collapse_is_more_than_three_points_below_the_start():
-    assert not paper_studies.collapsed([0.50, 0.55, 0.47])
-    assert paper_studies.collapsed([0.50, 0.469, 0.60])
+    assert not paper_studies_report.collapsed([0.50, 0.55, 0.47])
+    assert paper_studies_report.collapsed([0.50, 0.469, 0.60])
 
 
 def test_arms_differ_from_the_demo_only_in_their_setting(tmp_path):
-    settings = paper_studies.study_settings(0, quick=False)
+    settings = paper_study_arms.study_settings(0, quick=False)
     assert (settings.iterations, settings.prompts_per_iteration, settings.num_candidates) == (3, 1000, 8)
     configs = {
-        arm: paper_studies.arm_config(settings, tmp_path, 8, "graded", overrides, tmp_path / arm).to_dict()
-        for arm, overrides in paper_studies.STUDIES["listsize"].items()
+        arm: paper_study_arms.arm_config(settings, tmp_path, 8, "graded", overrides, tmp_path / arm).to_dict()
+        for arm, overrides in paper_study_arms.STUDIES["listsize"].items()
     }
     base = configs.pop("k8")
     for arm, config in configs.items():
         changed = {key for key in config if config[key] != base[key]}
         assert changed == {"num_candidates", "output_dir"}, arm
-    assert len(paper_studies.STUDIES["lr"]) == 32
+    assert len(paper_study_arms.STUDIES["lr"]) == 32
