@@ -37,7 +37,9 @@ def test_report_of_a_partial_study(tmp_path):
     sft = {"steps": [19, 19], "curve": [0.40, 0.41, 0.39], "seconds": 12.0}
     (out / "seed_0" / "controls" / "sft.json").write_text(json.dumps(sft))
 
-    markdown = paper_studies_report.report("objectives", [0, 1], ["graded"], out, True, tmp_path / "docs", "cmd")
+    markdown = paper_studies_report.report(
+        "objectives", [0, 1], ["graded"], out, True, tmp_path / "docs", "cmd"
+    )
 
     lines = markdown.splitlines()
     assert (
