@@ -18,6 +18,11 @@ BETA = 0.1
 LR = 1e-5
 
 
+def on_cuda(spec: dict) -> bool:
+    """The arm runs on the GPU (``--device cuda``); the default is the CPU."""
+    return spec.get("device", "cpu") == "cuda"
+
+
 def synthetic_text(spec: dict, alphabet: str) -> list[tuple[str, str, str]]:
     """(prompt, chosen, rejected) of fixed lengths; responses are one token short of R (EOS is added)."""
     rng = random.Random(1234)
@@ -41,7 +46,7 @@ def import_trainers(spec: dict) -> None:
     try:
         import trl  # noqa: F401
     except ImportError:
-        if spec.get("device", "cpu") != "cuda" or spec["arm"] == "trl":
+        if not on_cuda(spec) or spec["arm"] == "trl":
             raise
     import larpo  # noqa: F401
 
@@ -57,7 +62,7 @@ def autocast_of(spec: dict):
 
 def trainer_args(spec: dict) -> dict[str, Any]:
     """The settings both trainers share."""
-    cuda = spec.get("device", "cpu") == "cuda"
+    cuda = on_cuda(spec)
     return dict(
         output_dir=tempfile.mkdtemp(prefix="larpo-bench-"),
         beta=BETA,
@@ -128,7 +133,7 @@ def first_batch_loss(trainer, spec: dict, autocast) -> tuple[float, int]:
     rows = trainer.train_dataset
     batch = trainer.data_collator([rows[i] for i in range(spec["batch"])])
     tokens = int(batch["attention_mask"].sum())
-    if spec.get("device", "cpu") == "cuda":
+    if on_cuda(spec):
         batch = {k: v.to(trainer.args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     with torch.no_grad(), autocast():
         loss = float(trainer.compute_loss(trainer.model, batch))
@@ -145,7 +150,7 @@ def timed_train(trainer, spec: dict) -> dict[str, Any]:
 
     from benchutil import PeakRSS, StepTimer, rss_bytes
 
-    cuda = spec.get("device", "cpu") == "cuda"
+    cuda = on_cuda(spec)
     timer = StepTimer()
     trainer.add_callback(timer)
     gpu: dict[str, Any] = {}
@@ -176,7 +181,7 @@ def run_arm(spec: dict) -> dict:
     from larpo.tiny import char_tokenizer
 
     torch.set_num_threads(spec["threads"])
-    cuda = spec.get("device", "cpu") == "cuda"
+    cuda = on_cuda(spec)
     if cuda and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but torch.cuda.is_available() is False")
     autocast = autocast_of(spec)

@@ -87,6 +87,17 @@ def setting_label(s: dict) -> str:
     return s["setting"]["name"] if arm == "larpo" else f"{arm}: {s['setting']['name']}"
 
 
+def setting_shape(setting: dict) -> str:
+    """Vocabulary (with the tokenizer's 4 special tokens), pairs per batch and prompt length of a setting."""
+    vocab = setting["vocab"] + 4 if setting["vocab"] else 16
+    return f"(V={vocab}, B={setting['batch']} pairs, P={setting['prompt']})"
+
+
+def ratios_cell(summary: dict) -> str:
+    """The per-repeat tokens/s ratios larpo/TRL of a summary."""
+    return ", ".join(f"{r:.2f}" for r in summary["all_ratios_tokens_per_s"])
+
+
 def table(summaries: list[dict]) -> list[str]:
     rows = [
         "| setting | tokens/step | larpo tok/s | TRL tok/s | **tok/s larpo/TRL** | per-repeat ratios | "
@@ -97,10 +108,9 @@ def table(summaries: list[dict]) -> list[str]:
     for s in summaries:
         st = s["setting"]
         rows.append(
-            f"| {setting_label(s)} (V={st['vocab'] + 4 if st['vocab'] else 16}, B={st['batch']} pairs, "
-            f"P={st['prompt']}) | {s['tokens_per_step']} | {s['tokens_per_s']['larpo']:.0f} | "
+            f"| {setting_label(s)} {setting_shape(st)} | {s['tokens_per_step']} | {s['tokens_per_s']['larpo']:.0f} | "
             f"{s['tokens_per_s']['trl']:.0f} | **{s['ratio_tokens_per_s']:.2f}** | "
-            f"{', '.join(f'{r:.2f}' for r in s['all_ratios_tokens_per_s'])} | "
+            f"{ratios_cell(s)} | "
             f"{mib(s['max_rss']['larpo'])} | {mib(s['max_rss']['trl'])} | **{s['ratio_max_rss']:.2f}** | "
             f"{mib(s['growth']['larpo'])} | {mib(s['growth']['trl'])} | {s['ratio_growth']:.2f} |"
         )
@@ -120,10 +130,9 @@ def gpu_table(summaries: list[dict]) -> list[str]:
         arm = s.get("larpo_arm", "larpo")
         settings = s.get("larpo_settings") or f"shared_prefix={arm == 'larpo'}"
         rows.append(
-            f"| {st['name']} (V={st['vocab'] + 4 if st['vocab'] else 16}, B={st['batch']} pairs, "
-            f"P={st['prompt']}) | {arm} ({settings}) | {s['tokens_per_step']} | "
+            f"| {st['name']} {setting_shape(st)} | {arm} ({settings}) | {s['tokens_per_step']} | "
             f"{s['tokens_per_s']['larpo']:,.0f} | {s['tokens_per_s']['trl']:,.0f} | "
-            f"**{s['ratio_tokens_per_s']:.2f}** | {', '.join(f'{r:.2f}' for r in s['all_ratios_tokens_per_s'])} | "
+            f"**{s['ratio_tokens_per_s']:.2f}** | {ratios_cell(s)} | "
             f"{1000 * s['step_s']['larpo']:.1f} | {1000 * s['step_s']['trl']:.1f} | "
             f"{mib(s['gpu_peak_train']['larpo'])} | {mib(s['gpu_peak_train']['trl'])} | "
             f"**{s['ratio_gpu_peak_train']:.2f}** | {mib(s['gpu_growth']['larpo'])} | "
