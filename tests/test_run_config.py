@@ -56,6 +56,11 @@ def test_scoring_chunks_default_to_the_generation_batch():
         config("score_batch_size=0")
 
 
+def test_save_total_limit_keeps_at_least_the_newest_model():
+    with pytest.raises(InputError, match="'save_total_limit' must be at least 1, got 0"):
+        config("save_total_limit=0")
+
+
 def test_trainer_arguments_of_an_iteration():
     arguments = config("learning_rate=1e-5", "epochs=2", "batch_size=4", "gradient_accumulation_steps=3",
                        "warmup_ratio=0.25", "max_length=40", "dtype=bfloat16").training_arguments(1)  # fmt: skip

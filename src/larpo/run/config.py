@@ -46,6 +46,10 @@ class RunConfig:
     )
     reward: str = _f("", "reranker: 'module:function', 'path/file.py:function', or a reward model directory")
     output_dir: str = _f("", "run directory (created; re-running the same command resumes it)")
+    save_total_limit: int | None = _f(
+        None, "keep the models of the newest n iterations: an older iteration's model directory is deleted "
+        "once a newer iteration has finished (its lists and stats stay); null: keep every iteration's",
+    )  # fmt: skip
     chat_template: str = _f(
         "auto",
         "prompts as the model sees them: auto (the tokenizer's template, if any), none, or a Jinja file",
@@ -158,7 +162,7 @@ class RunConfig:
         positive = ["eval_every", "eval_samples", "eval_samples_between", "iterations", "num_candidates", "max_new_tokens",
                     "generation_batch_size", "score_batch_size", "batch_size",
                     "gradient_accumulation_steps", "prompts_per_iteration", "positives", "negatives",
-                    "max_candidates", "max_length"]  # fmt: skip
+                    "max_candidates", "max_length", "save_total_limit"]  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -17,7 +17,7 @@ from larpo.io import atomic_write_json
 
 # Settings that may change between invocations of the same run without changing its results so far
 # (the log-prob settings change speed and memory; a run started with their old defaults, true and 0,
-# resumes under the new ones, auto).
+# resumes under the new ones, auto; save_total_limit changes only which finished models are kept).
 RESUMABLE_CHANGES = frozenset(
     {
         "iterations",
@@ -27,12 +27,14 @@ RESUMABLE_CHANGES = frozenset(
         "logprob_chunk_size",
         "report_to",
         "run_name",
+        "save_total_limit",
     }
 )
 ADDED_SETTINGS = {
     "generator": "transformers", "vllm_kwargs": {}, "shared_prefix": True, "logprob_chunk_size": 0,
     "score_batch_size": None, "report_to": "none", "run_name": None,
     "chat_template": "auto", "keep_truncated": True, "nll_min_score": None,
+    "save_total_limit": None,
 }  # fmt: skip
 """Settings added after runs could be started, with the value a stored config without them meant."""
 

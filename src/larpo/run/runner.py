@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from larpo.errors import InputError
 from larpo.io import remove_stale_temp_files
 from larpo.run import evaluate, generate, lists, score, train
 from larpo.run.config import RunConfig
@@ -64,6 +66,7 @@ def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dic
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGE_NAMES)}")
     chosen = [Stage(s.name, stages.get(s.name, s.run), s.every_process) for s in STAGES]
+    check_models_kept(ctx)
     ctx.state.wait_for_everyone()  # every process has checked its inputs before anything is written
     if ctx.is_main:
         ctx.tracker = open_tracker(ctx.config)  # an unknown tracker name fails before anything is written
@@ -86,6 +89,8 @@ def execute(ctx: RunContext, stages: Mapping[str, StageFn] | None = None) -> dic
                 if ctx.is_main:
                     ctx.write_model_cards(s)  # with the iteration's evaluation, now recorded
                 track(ctx, s)
+            if ctx.is_main:
+                delete_old_models(ctx, s)
             ctx.console.print(summary(ctx, s), soft_wrap=True, highlight=False)
     finally:
         if ctx.tracker is not None:
@@ -100,6 +105,30 @@ def is_pending(ctx: RunContext, s: int, stage: str) -> bool:
     if not ctx.manifest.done(s, stage):
         return True
     return stage == "eval" and evaluate.is_outdated(ctx, s)
+
+
+def check_models_kept(ctx: RunContext) -> None:
+    """Raise an InputError when a finished iteration is to be evaluated again (the run resumed with fewer
+    ``iterations``) but ``save_total_limit`` has deleted its model; checked before anything is written."""
+    for s in range(ctx.config.iterations):
+        if (
+            is_pending(ctx, s, "eval")
+            and ctx.manifest.done(s, "train")
+            and not Path(ctx.model_path(s)).exists()
+        ):
+            raise InputError(
+                f"iteration {s} is now evaluated, but save_total_limit deleted its model: resume with "
+                "iterations as before, or choose a new output_dir"
+            )
+
+
+def delete_old_models(ctx: RunContext, s: int) -> None:
+    """With ``save_total_limit`` n, delete the model directories (and LoRA merged exports) of the
+    iterations before the newest n, once iteration ``s`` has finished; lists and stats stay."""
+    limit = ctx.config.save_total_limit
+    for old in range(s + 1 - limit) if limit else ():
+        for name in ("model", "merged"):
+            shutil.rmtree(ctx.iteration_dir(old) / name, ignore_errors=True)
 
 
 def open_tracker(config: RunConfig) -> IterationTracker | None:
