@@ -123,7 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--model", type=Path, required=True, help="the pretrained model every arm starts from"
     )
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
                         help="larpo's variants searched on validation (default: all)")  # fmt: skip
     parser.add_argument("--variant", action="append", default=[], metavar="'NAME KEY=VALUE ...'",
                         help="another larpo variant: settings on the task's config")  # fmt: skip
@@ -136,6 +136,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-seconds", type=float,
                         help="equal compute's budget (default: the costliest arm's mean at equal samples)")  # fmt: skip
     parser.add_argument("--equal-samples-only", action="store_true", help="skip the equal-compute runs")
+    parser.add_argument("--search-only", action="store_true",
+                        help="stop after the validation search: no test run, no result file")  # fmt: skip
     parser.add_argument("--output", type=Path, help="default runs/study_<task>")
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -183,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
                   args.validation_prompts)  # fmt: skip
     arms = study_arms_of(args, study)
     validation = search(study, arms, args.lrs, console, args.edge_steps)
+    if args.search_only:
+        return
     tested = tested_arms(arms, validation, args.keep_top)
     validation["tested"] = {arm.key: name for name, arm, _ in tested}
     what = {name: arm.what for name, arm, _ in tested}
