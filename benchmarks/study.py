@@ -21,6 +21,9 @@ a preset's. The prompts folder holds train/validation/test.jsonl (``python -m la
    ``<docs>/<task>_equal_compute.json`` and ``.md``. Measure it one run at a time on an idle machine.
 
 Every run and evaluation is cached in its folder (study_runs), so the same command resumes a stopped study.
+Every measurement is also recorded in the study's ledger (``--ledger``, study_ledger), kept with the result
+files, so that the command continues the study in a new checkout without the run folders: it trains only
+what the ledger lacks. ``--search-only`` stops after step 1.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from study_arms import (
     ranked,
 )
 from study_report import report
-from study_runs import Study, study_hours
+from study_runs import Study
 
 Tested = tuple[str, Arm, float]
 """An arm on test: its name in the result files, the arm, its chosen learning rate."""
@@ -64,7 +67,7 @@ def search(
     """Step 1: the validation table, each arm's chosen learning rate, larpo's ranked variants. An arm whose
     best learning rate is the grid's largest (smallest) also tries twice (half) that, up to ``edge_steps``
     more, the same rule for every arm."""
-    initial = study.validate(study.model, study.output / "initial_validation.json")
+    initial = study.pretrained("validation")
     rows, chosen = [], {}
     for arm in arms:
         scores: dict[float, float] = {}
@@ -103,9 +106,7 @@ def equal_compute(study: Study, tested: list[Tested], seeds: list[int], budget: 
     rows = []
     for seed in seeds:
         for name, arm, lr in tested:
-            config = study.config(arm, seed, lr)
-            study.train(arm, config, console)  # the equal-samples run, which the budget continues
-            extended = study.extend_to_budget(arm, config, budget, console)
+            extended = study.extend_to_budget(arm, study.config(arm, seed, lr), budget, console)
             rows.append({**study.row(name, arm, extended, console), "run": f"{arm.key}_lr{lr:g}"})
     return rows
 
@@ -140,6 +141,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="stop after the validation search: no test run, no result file")  # fmt: skip
     parser.add_argument("--output", type=Path, help="default runs/study_<task>")
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--ledger", type=Path,
+                        help="the study's record of every measurement (default <docs>/<task>_study_ledger.jsonl)")  # fmt: skip
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting of every arm's config (e.g. a smoke run's sizes)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -182,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
               "exact_reward": args.exact_reward, "config": args.config, "grpo_reward": args.grpo_reward}  # fmt: skip
     task = make_task(args.task, **fields)
     study = Study(task, args.model, args.output or Path(f"runs/study_{task.name}"), tuple(args.overrides),
-                  args.validation_prompts)  # fmt: skip
+                  args.validation_prompts, args.ledger or args.docs / f"{task.name}_study_ledger.jsonl",
+                  machine_info(torch.get_num_threads(), alone=True))  # fmt: skip
     arms = study_arms_of(args, study)
     validation = search(study, arms, args.lrs, console, args.edge_steps)
     if args.search_only:
@@ -194,12 +198,12 @@ def main(argv: list[str] | None = None) -> None:
         "task": task.name,
         "command": portable_command([__file__, *argv], {"--model": "MODEL_DIR", "--prompts": "PROMPTS_DIR"}),
         "machine": machine_info(torch.get_num_threads(), alone=True),  # measured one run at a time
-        "initial_test": study.test(args.model, study.output / "initial_test"),
+        "initial_test": study.pretrained("test"),
         "validation": validation,
     }
     rows = equal_samples(study, tested, args.seeds, console)
-    hours = study_hours(study.output)
-    report(task.name, "equal_samples", {**common, "stage_hours": hours, "runs": rows}, what, args.docs)
+    report(task.name, "equal_samples", {**common, "stage_hours": study.stage_hours(), "runs": rows}, what,
+           args.docs)  # fmt: skip
     budget, source = compute_budget(args.budget_seconds, rows)
     if args.equal_samples_only:
         return
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         **common,
         "budget_seconds": budget,
         "budget_from": source,
-        "stage_hours": study_hours(study.output),
+        "stage_hours": study.stage_hours(),
     }
     report(task.name, "equal_compute", {**result, "runs": rows}, what, args.docs)
 

@@ -44,6 +44,11 @@ def summary_lines(rows: list[dict[str, Any]], initial: dict[str, Any], what: dic
     return lines
 
 
+def number(value: float | None, spec: str) -> str:
+    """``value`` formatted, or "-" where it was not recorded (a result carried over from a published table)."""
+    return "-" if value is None else format(value, spec)
+
+
 def search_lines(validation: dict[str, Any]) -> list[str]:
     """The validation search: every (arm, learning rate) of seed 0, the chosen ones marked."""
     chosen, tested = validation["learning_rates"], validation.get("tested", {})
@@ -61,7 +66,7 @@ def search_lines(validation: dict[str, Any]) -> list[str]:
         if chosen[row["arm"]] == row["learning_rate"]:
             mark = tested.get(row["arm"], "cut")
         lines.append(f"| {row['arm']} | {row['learning_rate']:g} | {row['greedy_accuracy']:.3f} | "
-                     f"{row['mean_reward']:.3f} | {row['seconds']:.0f} | {mark} |")  # fmt: skip
+                     f"{number(row.get('mean_reward'), '.3f')} | {number(row['seconds'], '.0f')} | {mark} |")  # fmt: skip
     return lines
 
 

@@ -1,5 +1,6 @@
 """The runs of benchmarks/study.py: each arm's config for a seed and learning rate, training (resumable),
-greedy validation on a fixed subset, and test evaluation, every result cached in its run folder.
+greedy validation on a fixed subset, and test evaluation, every result cached in its run folder and recorded
+in the study's ledger (study_ledger), which answers for a run whose folder is gone.
 
 Layout under the study's output folder::
 
@@ -14,7 +15,9 @@ Layout under the study's output folder::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from larpo.io import atomic_write_json
 from larpo.run import run as run_larpo
 from larpo.run.config import RunConfig, load_run_config
 from study_arms import Arm, Task, equal_compute_iterations, iteration_seconds
+from study_ledger import Ledger, Settings
 from trl_iterative import trl_train
 
 
@@ -40,6 +44,14 @@ class Study:
     overrides: tuple[str, ...] = ()
     """``key=value`` settings on every arm's config (``--set``), after the task's config."""
     validation_prompts: int = 200
+    ledger_path: Path | None = None
+    """The study's ledger (None: ``ledger.jsonl`` in the output folder)."""
+    machine: str = ""
+    """The machine the ledger's new entries are measured on."""
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.ledger_path or self.output / "ledger.jsonl", self.machine)
 
     def base(self) -> RunConfig:
         """The task's config with the ``--set`` overrides, the study's model, train prompts and training
@@ -106,28 +118,96 @@ class Study:
         result = json.loads((where / "eval.json").read_text())
         return {"greedy_accuracy": result["greedy_accuracy"], "pass_at_1": result["pass_at_k"]["1"]}
 
+    def evaluation(self, kind: str) -> dict[str, Any]:
+        """How a ``kind`` (validation or test) measurement is taken: prompts and exact reward."""
+        if kind == "validation":
+            prompts = {
+                "prompts": str(self.task.prompts / "validation.jsonl"),
+                "first": self.validation_prompts,
+            }
+        else:
+            prompts = {"prompts": str(self.task.prompts / "test.jsonl")}
+        return {**prompts, "reward": self.task.exact_reward}
+
+    def measured(self, kind: str, run: str, settings: Settings, measure: Callable[[], dict[str, Any]],
+                 seconds: Callable[[], list[float]] = list) -> dict[str, Any]:  # fmt: skip
+        """The ledger's entry of a ``kind`` measurement of ``run`` with ``settings``; when it has none,
+        ``measure()``'s result, recorded with the run's stage seconds per iteration (``seconds()``)."""
+        evaluation = self.evaluation(kind)
+        if (entry := self.ledger.find(kind, run, settings, evaluation)) is None:
+            result = measure()
+            entry = self.ledger.record(kind, run, settings, evaluation, result, seconds())
+        return entry
+
+    def pretrained(self, kind: str) -> dict[str, Any]:
+        """The pretrained model's greedy validation accuracy, or its test evaluation."""
+        base = self.base()
+        settings = {"model": str(self.model), "iterations": 0, "chat_template": base.chat_template,
+                    "max_new_tokens": base.max_new_tokens}  # fmt: skip
+        if kind == "validation":
+            measure = functools.partial(self.validate, self.model, self.output / "initial_validation.json")
+        else:
+            measure = functools.partial(self.test, self.model, self.output / "initial_test")
+        return self.measured(kind, "pretrained", settings, measure)["result"]
+
+    def run_name(self, config: RunConfig) -> str:
+        """``config``'s run in the ledger: its folder under the output folder."""
+        return Path(config.output_dir).relative_to(self.output).as_posix()
+
+    def known_seconds(self, config: RunConfig) -> list[float]:
+        """Stage seconds per iteration of ``config``'s run: its log's, or the ledger's when that knows more
+        iterations (the run folder is gone, or was started again)."""
+        logged = run_seconds(config)
+        recorded = self.ledger.iteration_seconds(self.run_name(config), config.to_dict())
+        return recorded if len(recorded) > len(logged) else logged
+
+    def trained_and_measured(
+        self, kind: str, arm: Arm, config: RunConfig, console: Console
+    ) -> dict[str, Any]:
+        """The ``kind`` measurement (validation or test) of ``config``'s run after its ``iterations``: the
+        ledger's, else trained (or resumed) and measured (each cached in the run folder too)."""
+
+        def measure() -> dict[str, Any]:
+            model = self.train(arm, config, console)
+            run_dir, name = Path(config.output_dir), model.parent.name
+            if kind == "validation":
+                return self.validate(model, run_dir / "validation" / f"{name}.json")
+            return self.test(model, run_dir / "eval_test" / name)
+
+        entry = self.measured(kind, self.run_name(config), config.to_dict(), measure,
+                              functools.partial(run_seconds, config))  # fmt: skip
+        return {**entry["result"], **cost(config, entry["iteration_seconds"])}
+
     def validated(self, arm: Arm, learning_rate: float, console: Console) -> dict[str, Any]:
         """Seed 0 of ``arm`` at ``learning_rate`` trained at equal samples and validated: one row of the
         search table."""
         config = self.config(arm, 0, learning_rate)
-        model = self.train(arm, config, console)
-        cached = Path(config.output_dir) / "validation" / f"{model.parent.name}.json"
-        return {"arm": arm.key, "learning_rate": learning_rate, **self.validate(model, cached),
-                **cost(config, config.iterations)}  # fmt: skip
+        return {"arm": arm.key, "learning_rate": learning_rate,
+                **self.trained_and_measured("validation", arm, config, console)}  # fmt: skip
 
     def extend_to_budget(self, arm: Arm, config: RunConfig, budget: float, console: Console) -> RunConfig:
-        """``config`` (a finished run) with the iterations that ``budget`` stage seconds buy
-        (:func:`study_arms.equal_compute_iterations`), running more of them while that is undecided."""
-        while (count := equal_compute_iterations(run_seconds(config), budget)) is None:
-            self.train(arm, dataclasses.replace(config, iterations=len(run_seconds(config)) + 1), console)
+        """``config`` with the iterations that ``budget`` stage seconds buy
+        (:func:`study_arms.equal_compute_iterations`, on the seconds the run's log or the ledger knows),
+        running more of them while that is undecided."""
+        while (count := equal_compute_iterations(known := self.known_seconds(config), budget)) is None:
+            self.train(arm, dataclasses.replace(config, iterations=len(known) + 1), console)
         return dataclasses.replace(config, iterations=count)
 
     def row(self, name: str, arm: Arm, config: RunConfig, console: Console) -> dict[str, Any]:
-        """The result row of ``config``'s run after its ``iterations``: trained (or resumed) and tested."""
-        model = self.train(arm, config, console)
-        test = self.test(model, Path(config.output_dir) / "eval_test" / model.parent.name)
-        return {"arm": name, "seed": config.seed, **test, "learning_rate": config.learning_rate,
-                **cost(config, config.iterations)}  # fmt: skip
+        """The result row of ``config``'s run after its ``iterations``: tested (the ledger's result, else
+        trained or resumed, and tested)."""
+        test = self.trained_and_measured("test", arm, config, console)
+        return {"arm": name, "seed": config.seed, "learning_rate": config.learning_rate, **test}
+
+    def stage_hours(self) -> float:
+        """Stage hours of every run of the study (search, test seeds, extensions; evaluation excluded), as
+        far as the run logs under the output folder or the ledger know them."""
+        seconds = self.ledger.stage_seconds_by_run()
+        for log in self.output.glob("seed*/*/log.jsonl"):
+            run = log.parent.relative_to(self.output).as_posix()
+            logged = sum(iteration_seconds(json.loads(line) for line in log.read_text().splitlines()))
+            seconds[run] = max(seconds.get(run, 0.0), logged)
+        return sum(seconds.values()) / 3600
 
 
 def greedy_accuracy(
@@ -182,22 +262,13 @@ def run_seconds(config: RunConfig) -> list[float]:
     return iteration_seconds(json.loads(line) for line in lines)
 
 
-def cost(config: RunConfig, iterations: int) -> dict[str, Any]:
-    """Iterations, samples drawn and stage seconds of the run of ``config`` up to ``iterations``."""
+def cost(config: RunConfig, iteration_seconds: list[float] | None) -> dict[str, Any]:
+    """Iterations, samples drawn and stage seconds of the run of ``config`` up to its ``iterations``, given
+    its stage seconds per iteration (None: not recorded)."""
     prompts = config.prompts_per_iteration or len(Path(config.prompts).read_text().splitlines())
+    seconds = None if iteration_seconds is None else round(sum(iteration_seconds[: config.iterations]), 1)
     return {
-        "iterations": iterations,
-        "samples": iterations * prompts * config.num_candidates,
-        "seconds": round(sum(run_seconds(config)[:iterations]), 1),
+        "iterations": config.iterations,
+        "samples": config.iterations * prompts * config.num_candidates,
+        "seconds": seconds,
     }
-
-
-def study_hours(output: Path) -> float:
-    """Stage hours of every run under ``output`` (search, test seeds, extensions; evaluation excluded)."""
-    return (
-        sum(
-            sum(iteration_seconds(json.loads(line) for line in log.read_text().splitlines()))
-            for log in output.glob("seed*/*/log.jsonl")
-        )
-        / 3600
-    )

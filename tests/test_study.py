@@ -3,6 +3,7 @@ equal compute) on given numbers, its arms' configs, and a subset of arms run end
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def test_the_search_follows_a_best_learning_rate_past_the_edge(task, workspace, 
         model, output = workspace / "model", tmp_path
         peaks = {"rft": 4e-3, "larpo_base": 2e-3}
 
-        def validate(self, model, cached):
+        def pretrained(self, kind):
             return {"prompts": 4, "greedy_accuracy": 0.1}
 
         def validated(self, arm, lr, console):
@@ -241,6 +242,19 @@ def test_a_subset_of_arms_runs_end_to_end_and_resumes(task, workspace, tmp_path)
     logs = {path: path.read_text() for path in output.glob("seed*/*/log.jsonl")}
     study.main(argv)  # resumes: nothing runs again
     assert {path: path.read_text() for path in output.glob("seed*/*/log.jsonl")} == logs
+
+    ledger = (docs / "tiny_study_ledger.jsonl").read_text()
+    kinds = [json.loads(line)["kind"] for line in ledger.splitlines()]
+    tested = {(row["run"], row["iterations"]) for row in samples["runs"] + compute["runs"]}
+    assert (kinds.count("validation"), kinds.count("test")) == (6 + 1, len(tested) + 1)  # and the pretrained
+    shutil.rmtree(output)  # a new checkout: the run folders are gone, the ledger is kept
+    study.main(argv)
+    assert not list(output.glob("seed*"))  # nothing trained or evaluated again
+    assert (docs / "tiny_study_ledger.jsonl").read_text() == ledger
+    for comparison, before in (("equal_samples", samples), ("equal_compute", compute)):
+        after = json.loads((docs / f"tiny_{comparison}.json").read_text())
+        assert (after["runs"], after["validation"]) == (before["runs"], before["validation"])
+    assert after["stage_hours"] == pytest.approx(compute["stage_hours"])  # the whole study's, from the ledger
 
 
 def test_the_trl_arms_run_and_report_at_a_given_budget(task, workspace, tmp_path):

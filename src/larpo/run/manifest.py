@@ -39,6 +39,16 @@ ADDED_SETTINGS = {
 """Settings added after runs could be started, with the value a stored config without them meant."""
 
 
+def changed_settings(stored: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The settings of ``config`` that a run started with ``stored`` cannot take on resume (sorted): those
+    outside RESUMABLE_CHANGES that differ, a setting ``stored`` lacks meaning its ADDED_SETTINGS value."""
+    return sorted(
+        key
+        for key in set(config) | set(stored)
+        if key not in RESUMABLE_CHANGES and config.get(key) != stored.get(key, ADDED_SETTINGS.get(key))
+    )
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """The data of a manifest file; a file that is unreadable or of the wrong shape is an InputError."""
     try:
@@ -70,12 +80,7 @@ class Manifest:
         if not path.exists():
             return cls(path, {"larpo_version": version, "config": config, "completed": {}})
         data = read_manifest(path)
-        changed = sorted(
-            key
-            for key in set(config) | set(data.get("config", {}))
-            if key not in RESUMABLE_CHANGES
-            and config.get(key) != data["config"].get(key, ADDED_SETTINGS.get(key))
-        )
+        changed = changed_settings(data.get("config", {}), config)
         if changed:
             raise InputError(
                 f"{run_dir} was started with other settings ({', '.join(changed)}); "
