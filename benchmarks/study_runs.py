@@ -205,8 +205,7 @@ class Study:
         seconds = self.ledger.stage_seconds_by_run()
         for log in self.output.glob("seed*/*/log.jsonl"):
             run = log.parent.relative_to(self.output).as_posix()
-            logged = sum(iteration_seconds(json.loads(line) for line in log.read_text().splitlines()))
-            seconds[run] = max(seconds.get(run, 0.0), logged)
+            seconds[run] = max(seconds.get(run, 0.0), sum(logged_seconds(log.parent)))
         return sum(seconds.values()) / 3600
 
 
@@ -255,11 +254,16 @@ def is_finished(run_dir: Path, iterations: int) -> bool:
     return all("eval" in completed.get(str(s), {}) for s in range(iterations))
 
 
-def run_seconds(config: RunConfig) -> list[float]:
-    """Stage seconds of each iteration the run of ``config`` has logged (evaluation excluded)."""
-    log = Path(config.output_dir) / "log.jsonl"
+def logged_seconds(run_dir: Path) -> list[float]:
+    """Stage seconds of each iteration a run folder's log holds (evaluation excluded)."""
+    log = run_dir / "log.jsonl"
     lines = log.read_text().splitlines() if log.exists() else []
     return iteration_seconds(json.loads(line) for line in lines)
+
+
+def run_seconds(config: RunConfig) -> list[float]:
+    """Stage seconds of each iteration the run of ``config`` has logged (evaluation excluded)."""
+    return logged_seconds(Path(config.output_dir))
 
 
 def cost(config: RunConfig, iteration_seconds: list[float] | None) -> dict[str, Any]:

@@ -278,3 +278,18 @@ def test_chat_arms_reports_without_its_grpo_arm():
     import chat_arms
 
     assert chat_arms.grpo_line({"sweep": {}, "chosen": None}) == "GRPO was not run."
+
+
+def test_search_only_validates_the_variants_given_and_tests_nothing(task, workspace, tmp_path):
+    output, docs = tmp_path / "runs", tmp_path / "docs"
+    argv = task_args(task, workspace / "model", output, docs)
+    study.main(argv + ["--arms", "larpo", "--variants", "--variant", "paired objective=pairwise", "--lrs", "1e-3",
+                       "--search-only"])  # fmt: skip
+    assert [path.name for path in (output / "seed0").iterdir()] == ["larpo_paired_lr0.001"]
+    entries = [json.loads(line) for line in (docs / "tiny_study_ledger.jsonl").read_text().splitlines()]
+    assert [(e["kind"], e["run"]) for e in entries] == [
+        ("validation", "pretrained"),
+        ("validation", "seed0/larpo_paired_lr0.001"),
+    ]
+    assert entries[1]["settings"]["objective"] == "pairwise" and len(entries[1]["iteration_seconds"]) == 1
+    assert not list(docs.glob("tiny_equal_*"))  # no test run, no result file
