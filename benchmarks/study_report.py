@@ -70,6 +70,19 @@ def search_lines(validation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def machines_line(result: dict[str, Any]) -> str:
+    """Where the rows were measured: one machine, or each machine the ledger's rows name (stage seconds
+    compare only within one)."""
+    rows = result["runs"] + result["validation"]["search"]
+    machines = list(dict.fromkeys(row["machine"] for row in rows if row.get("machine"))) or [
+        result["machine"]
+    ]
+    if len(machines) == 1:
+        return f"Machine: {machines[0]}."
+    return (f"Measured on {len(machines)} machines (each row's `machine` in the JSON; stage seconds compare "
+            f"only within one): {'; '.join(machines)}.")  # fmt: skip
+
+
 def report(task: str, comparison: str, result: dict[str, Any], what: dict[str, str], docs: Path) -> None:
     """Write ``<docs>/<task>_<comparison>.json`` (``result``: runs, validation, command, machine, ...) and
     the markdown table beside it."""
@@ -78,7 +91,7 @@ def report(task: str, comparison: str, result: dict[str, Any], what: dict[str, s
     lines = [
         f"# {task}: every arm from the same pretrained model, {comparison.replace('_', ' ')}",
         "",
-        f"Command: `{result['command']}`. Machine: {result['machine']}.",
+        f"Command: `{result['command']}`. {machines_line(result)}",
         "",
         f"{COMPARISONS[comparison].capitalize()}"
         + (f"; budget {budget:.0f} stage seconds" if budget is not None else "")

@@ -176,7 +176,7 @@ class Study:
 
         entry = self.measured(kind, self.run_name(config), config.to_dict(), measure,
                               functools.partial(run_seconds, config))  # fmt: skip
-        return {**entry["result"], **cost(config, entry["iteration_seconds"])}
+        return {**entry["result"], **cost(config, entry["iteration_seconds"]), "machine": entry["machine"]}
 
     def validated(self, arm: Arm, learning_rate: float, console: Console) -> dict[str, Any]:
         """Seed 0 of ``arm`` at ``learning_rate`` trained at equal samples and validated: one row of the

@@ -231,6 +231,7 @@ def test_a_subset_of_arms_runs_end_to_end_and_resumes(task, workspace, tmp_path)
             key, _, lr = row["run"].rpartition("_lr")
             assert row["learning_rate"] == validation["learning_rates"][key] == float(lr)
     assert [r["samples"] for r in samples["runs"]] == [8, 8, 8]
+    assert {r["machine"] for r in samples["runs"] + validation["search"]} == {samples["machine"]}
     for row in compute["runs"]:  # the iterations the budget buys, by the run's own log
         log = (output / "seed0" / row["run"] / "log.jsonl").read_text().splitlines()
         seconds = iteration_seconds(json.loads(line) for line in log)
@@ -293,3 +294,15 @@ def test_search_only_validates_the_variants_given_and_tests_nothing(task, worksp
     ]
     assert entries[1]["settings"]["objective"] == "pairwise" and len(entries[1]["iteration_seconds"]) == 1
     assert not list(docs.glob("tiny_equal_*"))  # no test run, no result file
+
+
+def test_the_report_names_every_machine_its_rows_were_measured_on():
+    from study_report import machines_line
+
+    result = {"machine": "here", "runs": [{"machine": "A"}, {"machine": "A"}], "validation": {"search": []}}
+    assert machines_line(result) == "Machine: A."
+    result["validation"]["search"] = [{"machine": "B"}, {"learning_rate": 1e-5}]  # one carried over, unnamed
+    assert machines_line(result).startswith("Measured on 2 machines") and machines_line(result).endswith(
+        ": A; B."
+    )
+    assert machines_line({"machine": "here", "runs": [], "validation": {"search": []}}) == "Machine: here."
