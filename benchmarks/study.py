@@ -184,9 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     fields = {"name": args.name, "prompts": args.prompts, "reward": args.reward,
               "exact_reward": args.exact_reward, "config": args.config, "grpo_reward": args.grpo_reward}  # fmt: skip
     task = make_task(args.task, **fields)
+    machine = machine_info(torch.get_num_threads(), alone=True)  # measured one run at a time
     study = Study(task, args.model, args.output or Path(f"runs/study_{task.name}"), tuple(args.overrides),
-                  args.validation_prompts, args.ledger or args.docs / f"{task.name}_study_ledger.jsonl",
-                  machine_info(torch.get_num_threads(), alone=True))  # fmt: skip
+                  args.validation_prompts, args.ledger or args.docs / f"{task.name}_study_ledger.jsonl", machine)  # fmt: skip
     arms = study_arms_of(args, study)
     validation = search(study, arms, args.lrs, console, args.edge_steps)
     if args.search_only:
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     common = {
         "task": task.name,
         "command": portable_command([__file__, *argv], {"--model": "MODEL_DIR", "--prompts": "PROMPTS_DIR"}),
-        "machine": machine_info(torch.get_num_threads(), alone=True),  # measured one run at a time
+        "machine": machine,
         "initial_test": study.pretrained("test"),
         "validation": validation,
     }
