@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,19 @@ class Ledger:
     """The machine new entries are measured on (benchutil.machine_info)."""
 
     def entries(self) -> list[dict[str, Any]]:
-        """Every entry, oldest first."""
+        """Every entry, oldest first. A line that is not whole JSON (a write cut off by a crash) is skipped
+        with a warning: its measurement is taken again."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        entries = []
+        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                print(f"warning: {self.path}:{number} is not a whole entry; skipped", file=sys.stderr)
+        return entries
 
     def find(
         self, kind: str, run: str, settings: Settings, evaluation: dict[str, Any]
@@ -82,8 +92,10 @@ class Ledger:
             "date": datetime.date.today().isoformat(), "machine": self.machine, **extra,
         }  # fmt: skip
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = self.path.read_bytes() if self.path.exists() else b""
+        cut_off = text and not text.endswith(b"\n")  # a crash's partial line stays a line of its own
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
+            handle.write(("\n" if cut_off else "") + json.dumps(entry) + "\n")
         return entry
 
     def stage_seconds_by_run(self) -> dict[str, float]:

@@ -57,3 +57,19 @@ def test_the_longest_record_of_a_runs_stage_seconds_is_what_the_ledger_knows(tmp
     assert ledger.iteration_seconds(run, {**SETTINGS, "beta": 0.5}) == []  # another run's settings
     assert ledger.iteration_seconds("seed0/y_lr1e-05", SETTINGS) == []
     assert ledger.stage_seconds_by_run() == {run: 33.0, "seed0/y_lr1e-05": 0.0}
+
+
+def test_a_line_cut_off_by_a_crash_is_skipped_and_the_next_entry_stays_whole(tmp_path, capsys):
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(path)
+    kept = ledger.record(
+        "validation", "seed0/x_lr4e-05", SETTINGS, VALIDATION, {"greedy_accuracy": 0.2}, [1.0]
+    )
+    with path.open("a") as handle:
+        handle.write('{"kind": "validation", "run": "seed0/y_lr')  # the crash: half a line, no newline
+    assert ledger.entries() == [kept]
+    assert "ledger.jsonl:2 is not a whole entry" in capsys.readouterr().err
+    after = ledger.record("test", "seed0/x_lr4e-05", SETTINGS, VALIDATION, {"greedy_accuracy": 0.3}, [1.0])
+    assert ledger.entries() == [kept, after]
+    assert ledger.find("test", "seed0/x_lr4e-05", SETTINGS, VALIDATION) == after
+    assert len(path.read_text().splitlines()) == 3
