@@ -159,7 +159,8 @@ def compute_budget(given: float | None, rows: list[dict[str, Any]]) -> tuple[flo
         return given, "--budget-seconds"
     by_arm: dict[str, list[float]] = {}
     for row in rows:
-        by_arm.setdefault(row["arm"], []).append(row["seconds"])
+        if row["seconds"] is not None:  # a carried-over result whose seconds were not recorded
+            by_arm.setdefault(row["arm"], []).append(row["seconds"])
     if not by_arm:
         return None, ""
     arm = max(by_arm, key=lambda name: statistics.mean(by_arm[name]))

@@ -85,7 +85,7 @@ class Ledger:
     ) -> dict[str, Any]:
         """Append one measurement (a single write of one line) and return its entry. ``iteration_seconds``
         None: not recorded (a result carried over from a published table); ``extra``: more fields (its
-        ``source``)."""
+        ``source``, and ``seconds``: the run's total stage seconds where the table gave only that)."""
         entry = {
             "kind": kind, "run": run, "iterations": settings["iterations"], "result": result,
             "iteration_seconds": iteration_seconds, "settings": settings, "evaluation": evaluation,

@@ -33,13 +33,14 @@ def summary_lines(rows: list[dict[str, Any]], initial: dict[str, Any], what: dic
         own = [r for r in rows if r["arm"] == arm]
         points = gains(own, initial)
 
-        def mean(key: str, rows: list[dict[str, Any]] = own) -> float:
-            return statistics.mean(r[key] for r in rows)
+        def mean(key: str, rows: list[dict[str, Any]] = own) -> float | None:
+            values = [r[key] for r in rows]
+            return None if None in values else statistics.mean(values)
 
         lines.append(
             f"| {arm} | {what.get(arm, '')} | {own[0]['learning_rate']:g} | {len(own)} | "
             f"{mean('greedy_accuracy'):.3f} | {statistics.mean(points):+.1f} ({min(points):+.1f}..{max(points):+.1f}) | "
-            f"{mean('pass_at_1'):.3f} | {mean('iterations'):.1f} | {mean('samples'):.0f} | {mean('seconds'):.0f} |"
+            f"{mean('pass_at_1'):.3f} | {mean('iterations'):.1f} | {mean('samples'):.0f} | {number(mean('seconds'), '.0f')} |"
         )  # fmt: skip
     return lines
 
@@ -107,7 +108,7 @@ def report(task: str, comparison: str, result: dict[str, Any], what: dict[str, s
         "| arm | seed | test greedy | pass@1 | lr | iterations | samples | seconds |",
         "|---|---|---|---|---|---|---|---|",
         *(f"| {r['arm']} | {r['seed']} | {r['greedy_accuracy']:.3f} | {r['pass_at_1']:.3f} | "
-          f"{r['learning_rate']:g} | {r['iterations']} | {r['samples']} | {r['seconds']:.0f} |" for r in rows),
+          f"{r['learning_rate']:g} | {r['iterations']} | {r['samples']} | {number(r['seconds'], '.0f')} |" for r in rows),
     ]  # fmt: skip
     write_markdown(docs / f"{task}_{comparison}.md", lines)
     (docs / f"{task}_{comparison}.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -176,7 +176,8 @@ class Study:
 
         entry = self.measured(kind, self.run_name(config), config.to_dict(), measure,
                               functools.partial(run_seconds, config))  # fmt: skip
-        return {**entry["result"], **cost(config, entry["iteration_seconds"]), "machine": entry["machine"]}
+        seconds = cost(config, entry["iteration_seconds"], entry.get("seconds"))
+        return {**entry["result"], **seconds, "machine": entry["machine"]}
 
     def validated(self, arm: Arm, learning_rate: float, console: Console) -> dict[str, Any]:
         """Seed 0 of ``arm`` at ``learning_rate`` trained at equal samples and validated: one row of the
@@ -266,11 +267,14 @@ def run_seconds(config: RunConfig) -> list[float]:
     return logged_seconds(Path(config.output_dir))
 
 
-def cost(config: RunConfig, iteration_seconds: list[float] | None) -> dict[str, Any]:
+def cost(
+    config: RunConfig, iteration_seconds: list[float] | None, total: float | None = None
+) -> dict[str, Any]:
     """Iterations, samples drawn and stage seconds of the run of ``config`` up to its ``iterations``, given
-    its stage seconds per iteration (None: not recorded)."""
+    its stage seconds per iteration, or where those were not recorded (None) the ``total`` a published table
+    gave (None: unknown)."""
     prompts = config.prompts_per_iteration or len(Path(config.prompts).read_text().splitlines())
-    seconds = None if iteration_seconds is None else round(sum(iteration_seconds[: config.iterations]), 1)
+    seconds = total if iteration_seconds is None else round(sum(iteration_seconds[: config.iterations]), 1)
     return {
         "iterations": config.iterations,
         "samples": config.iterations * prompts * config.num_candidates,

@@ -306,3 +306,32 @@ def test_the_report_names_every_machine_its_rows_were_measured_on():
         ": A; B."
     )
     assert machines_line({"machine": "here", "runs": [], "validation": {"search": []}}) == "Machine: here."
+
+
+def test_a_result_carried_over_from_a_published_table_answers_with_its_total_seconds(
+    task, workspace, tmp_path
+):
+    from rich.console import Console
+
+    from study_report import report
+
+    runs = Study(task, workspace / "model", tmp_path / "runs", validation_prompts=4)
+    arm = baseline_arm("rft", runs.base(), task)
+    config = runs.config(arm, 1, 1e-3)
+    runs.ledger.record("test", runs.run_name(config), config.to_dict(), runs.evaluation("test"),
+                       {"greedy_accuracy": 0.5, "pass_at_1": 0.25}, None, source="a table", seconds=321.0)  # fmt: skip
+    row = runs.row("rft", arm, config, Console(quiet=True))
+    assert (row["greedy_accuracy"], row["seconds"], row["samples"]) == (0.5, 321.0, 8)
+    assert not Path(config.output_dir).exists()  # nothing trained
+    unknown = {**row, "arm": "grpo", "seconds": None}  # carried over without its seconds
+    assert study.compute_budget(None, [row, unknown]) == (
+        321.0,
+        "rft's mean stage seconds at equal samples (the largest)",
+    )
+    validation = {"prompts": 4, "initial": {"greedy_accuracy": 0.1}, "search": [], "learning_rates": {}}
+    result = {"command": "c", "machine": "m", "initial_test": {"greedy_accuracy": 0.25, "pass_at_1": 0.1},
+              "validation": validation, "stage_hours": 0.1, "runs": [row, unknown]}  # fmt: skip
+    report("tiny", "equal_samples", result, {}, tmp_path)
+    lines = (tmp_path / "tiny_equal_samples.md").read_text().splitlines()
+    assert [line.rsplit("|", 2)[1].strip() for line in lines if line.startswith("| grpo |")] == ["-", "-"]
+    assert [line.rsplit("|", 2)[1].strip() for line in lines if line.startswith("| rft |")] == ["321", "321"]
