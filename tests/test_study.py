@@ -335,3 +335,21 @@ def test_a_result_carried_over_from_a_published_table_answers_with_its_total_sec
     lines = (tmp_path / "tiny_equal_samples.md").read_text().splitlines()
     assert [line.rsplit("|", 2)[1].strip() for line in lines if line.startswith("| grpo |")] == ["-", "-"]
     assert [line.rsplit("|", 2)[1].strip() for line in lines if line.startswith("| rft |")] == ["321", "321"]
+
+
+@pytest.mark.parametrize("task_name", ["arithmetic"])
+def test_the_example_config_is_the_larpo_run_the_study_validated_and_tested(task_name):
+    """Running examples/chat/smollm2_<task>.yaml is the published seed-0 run of the study's ``larpo``: the
+    same settings, except where it writes and that it evaluates inside the run."""
+    from larpo.run.config import load_run_config
+
+    repo = Path(__file__).resolve().parents[1]
+    result = json.loads((repo / "docs/benchmarks" / f"{task_name}_equal_samples.json").read_text())
+    args = study.parse_args(result["command"].split()[2:])
+    runs = Study(study_arms.PRESETS[task_name], Path("runs/smollm2"), Path("runs/study"))
+    key = result["validation"]["larpo"]
+    arm = next(arm for arm in study.study_arms_of(args, runs) if arm.key == key)
+    published = runs.config(arm, 0, result["validation"]["learning_rates"][key]).to_dict()
+    example = load_run_config(repo / "examples/chat" / f"smollm2_{task_name}.yaml").to_dict()
+    assert {k for k in published if published[k] != example[k]} == {"output_dir", "eval_prompts"}
+    assert example["eval_prompts"] == str(runs.task.prompts / "test.jsonl")
