@@ -92,11 +92,18 @@ class Ledger:
             "date": datetime.date.today().isoformat(), "machine": self.machine, **extra,
         }  # fmt: skip
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = self.path.read_bytes() if self.path.exists() else b""
-        cut_off = text and not text.endswith(b"\n")  # a crash's partial line stays a line of its own
         with self.path.open("a", encoding="utf-8") as handle:
+            cut_off = not self._ends_with_newline()  # a crash's partial line stays a line of its own
             handle.write(("\n" if cut_off else "") + json.dumps(entry) + "\n")
         return entry
+
+    def _ends_with_newline(self) -> bool:
+        """Whether the ledger is empty or its last line is whole (read from its last byte alone)."""
+        with self.path.open("rb") as handle:
+            if handle.seek(0, 2) == 0:
+                return True
+            handle.seek(-1, 2)
+            return handle.read(1) == b"\n"
 
     def stage_seconds_by_run(self) -> dict[str, float]:
         """Each run's stage seconds as far as the ledger knows them (its longest record)."""
