@@ -155,11 +155,11 @@ class Study:
         return Path(config.output_dir).relative_to(self.output).as_posix()
 
     def known_seconds(self, config: RunConfig) -> list[float]:
-        """Stage seconds per iteration of ``config``'s run: its log's, or the ledger's when that knows more
-        iterations (the run folder is gone, or was started again)."""
-        logged = run_seconds(config)
+        """Stage seconds per iteration of ``config``'s run: the ledger's for the iterations it records, then
+        its log's. A run trained again (its folder gone) measures its first iterations a second time; the
+        recorded ones stay, so the iterations a budget buys do not depend on which checkout resumed it."""
         recorded = self.ledger.iteration_seconds(self.run_name(config), config.to_dict())
-        return recorded if len(recorded) > len(logged) else logged
+        return recorded + run_seconds(config)[len(recorded) :]
 
     def trained_and_measured(
         self, kind: str, arm: Arm, config: RunConfig, console: Console
@@ -175,7 +175,7 @@ class Study:
             return self.test(model, run_dir / "eval_test" / name)
 
         entry = self.measured(kind, self.run_name(config), config.to_dict(), measure,
-                              functools.partial(run_seconds, config))  # fmt: skip
+                              functools.partial(self.known_seconds, config))  # fmt: skip
         seconds = cost(config, entry["iteration_seconds"], entry.get("seconds"))
         return {**entry["result"], **seconds, "machine": entry["machine"]}
 

@@ -3,6 +3,7 @@ equal compute) on given numbers, its arms' configs, and a subset of arms run end
 
 import dataclasses
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -86,21 +87,26 @@ def test_another_iteration_runs_while_it_brings_the_stage_seconds_nearer_the_bud
     assert equal_compute_iterations([50.0, 10.0], 33.0) == 1  # one iteration even over the budget
 
 
-def test_a_finished_run_is_continued_until_the_budget_is_spent(task, workspace, tmp_path, monkeypatch):
-    trained = []
+def logging_train(seconds: float, trained: list[int]):
+    """A stand-in for ``Study.train`` that logs ``seconds`` stage seconds (and an evaluation) for each iteration
+    not logged yet, and notes the iterations it was asked for in ``trained``."""
 
     def fake_train(self, arm, config, console):
-        """Logs 10 stage seconds (and an evaluation) for each iteration not logged yet."""
         trained.append(config.iterations)
         log = Path(config.output_dir) / "log.jsonl"
         done = len(run_seconds(config))
-        entries = [{"iteration": s, "stage": stage, "seconds": seconds} for s in range(done, config.iterations)
-                   for stage, seconds in (("train", 10.0), ("eval", 50.0))]  # fmt: skip
+        entries = [{"iteration": s, "stage": stage, "seconds": spent} for s in range(done, config.iterations)
+                   for stage, spent in (("train", seconds), ("eval", 50.0))]  # fmt: skip
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as handle:
             handle.writelines(json.dumps(entry) + "\n" for entry in entries)
 
-    monkeypatch.setattr(Study, "train", fake_train)
+    return fake_train
+
+
+def test_a_finished_run_is_continued_until_the_budget_is_spent(task, workspace, tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(Study, "train", logging_train(10.0, trained))
     runs = Study(task, workspace / "model", tmp_path)
     arm = baseline_arm("rft", runs.base(), task)
     config = runs.config(arm, 1, 1e-3)
@@ -109,6 +115,24 @@ def test_a_finished_run_is_continued_until_the_budget_is_spent(task, workspace, 
     assert (extended.iterations, trained) == (3, [1, 2, 3])
     assert runs.extend_to_budget(arm, config, 33.0, None).iterations == 3 and trained == [1, 2, 3]
     assert runs.extend_to_budget(arm, config, 12.0, None).iterations == 1  # the run has more: not rerun
+
+
+def test_a_run_trained_again_keeps_the_ledgers_seconds_for_the_iterations_it_records(
+    task, workspace, tmp_path, monkeypatch
+):
+    """A new checkout trains a run again (its folder gone) on a slower machine: the iterations the budget buys
+    still follow the seconds the ledger recorded for its first iterations, the log's only beyond them."""
+    trained = []
+    monkeypatch.setattr(Study, "train", logging_train(20.0, trained))
+    runs = Study(task, workspace / "model", tmp_path)
+    arm = baseline_arm("rft", runs.base(), task)
+    config = dataclasses.replace(runs.config(arm, 1, 1e-3), iterations=2)
+    runs.ledger.record("test", runs.run_name(config), config.to_dict(), runs.evaluation("test"),
+                       {"greedy_accuracy": 0.5}, [10.0, 10.0])  # fmt: skip
+    extended = runs.extend_to_budget(arm, config, 33.0, None)
+    # recorded 20 s + half an iteration <= 33: a third; the retrain's own 40 s would have stopped at 2
+    assert (extended.iterations, trained) == (3, [3])
+    assert runs.known_seconds(extended) == [10.0, 10.0, 20.0]
 
 
 def test_a_best_learning_rate_at_the_grid_edge_tries_one_beyond_it():
@@ -345,7 +369,7 @@ def test_the_example_config_is_the_larpo_run_the_study_validated_and_tested(task
 
     repo = Path(__file__).resolve().parents[1]
     result = json.loads((repo / "docs/benchmarks" / f"{task_name}_equal_samples.json").read_text())
-    args = study.parse_args(result["command"].split()[2:])
+    args = study.parse_args(shlex.split(result["command"])[2:])  # quoted --variant arguments
     runs = Study(study_arms.PRESETS[task_name], Path("runs/smollm2"), Path("runs/study"))
     key = result["validation"]["larpo"]
     arm = next(arm for arm in study.study_arms_of(args, runs) if arm.key == key)
