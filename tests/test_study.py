@@ -361,7 +361,7 @@ def test_a_result_carried_over_from_a_published_table_answers_with_its_total_sec
     assert [line.rsplit("|", 2)[1].strip() for line in lines if line.startswith("| rft |")] == ["321", "321"]
 
 
-@pytest.mark.parametrize("task_name", ["arithmetic"])
+@pytest.mark.parametrize("task_name", ["arithmetic", "instructions"])
 def test_the_example_config_is_the_larpo_run_the_study_validated_and_tested(task_name):
     """Running examples/chat/smollm2_<task>.yaml is the published seed-0 run of the study's ``larpo``: the
     same settings, except where it writes and that it evaluates inside the run."""
