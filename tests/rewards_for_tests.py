@@ -40,3 +40,8 @@ def weighted_overlap(prompt: str, responses: list[str], weight: float, offset: f
 def field_count(prompt, responses: list[str], **fields) -> list[float]:
     """Takes every field (TRL's convention): the number of fields, plus the ``weight`` field if any."""
     return [len(fields) + fields.get("weight", 0.0) for _ in responses]
+
+
+def all_wrong(prompt: str, responses: list[str]) -> list[float]:
+    """A verifier that never accepts a reply: every list all tied at 0.0."""
+    return [0.0] * len(responses)

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from larpo.losses import OBJECTIVES
 from larpo.run.config import load_run_config
@@ -206,3 +207,20 @@ def test_a_stage_is_replaced_by_passing_another_function(workspace, tmp_path):
     assert (tmp_path / "run" / "iter_0" / "model" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="unknown stage.*training.*the stages are generate, score, lists"):
         run_larpo(config, stages={"training": recording_train})
+
+
+def test_a_run_whose_lists_cannot_train_leaves_the_model_as_it_was(workspace, tmp_path):
+    """A verifier that accepts nothing, every list kept (drop_all_tied false) and no NLL term: no list
+    can train, so the run skips every list's forward pass, its steps change nothing, and the summary
+    has no ranking metrics, since none were measured."""
+    from transformers import AutoModelForCausalLM
+
+    run_dir = tmp_path / "run"
+    reward = str(Path(__file__).with_name("rewards_for_tests.py")) + ":all_wrong"
+    manifest = run(workspace, run_dir, f"reward={reward}", "drop_all_tied=false", "iterations=1")
+    train = manifest["completed"]["0"]["train"]
+    assert (train["lists"], train["steps"]) == (8, 2)
+    assert train["loss"] == 0.0 and train["ranking_accuracy"] is None and train["margin"] is None
+    before = AutoModelForCausalLM.from_pretrained(workspace / "model").state_dict()
+    after = AutoModelForCausalLM.from_pretrained(run_dir / "iter_0" / "model").state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)

@@ -5,7 +5,14 @@ import inspect
 import pytest
 import torch
 
-from larpo.losses import OBJECTIVES, check_options, get_objective, pairwise_loss
+from larpo.losses import (
+    OBJECTIVES,
+    check_options,
+    get_objective,
+    has_nll_term,
+    pairwise_loss,
+    rows_with_gradient,
+)
 
 ALL = sorted(OBJECTIVES)
 RANKING = sorted(name for name, entry in OBJECTIVES.items() if entry.kind == "ranking")
@@ -132,3 +139,45 @@ def test_options_read_from_the_source_are_those_of_the_imported_function():
         parameters = list(inspect.signature(entry.fn).parameters)
         assert parameters[:4] == ["policy_logps", "reference_logps", "beta", "mask"], name
         assert entry.options == tuple(parameters[4:]), name
+
+
+INERT = sorted(name for name, entry in OBJECTIVES.items() if entry.inert_tied_rows)
+
+
+def test_rows_with_gradient_are_the_ranked_and_the_imitated_lists():
+    mask = torch.tensor([[True, True, True], [True, True, True], [True, True, True], [True, True, False]])
+    scores = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 9.0]])
+    assert rows_with_gradient(mask, scores).tolist() == [True, False, False, False]
+    imitated = rows_with_gradient(mask, scores, nll_term=True)
+    assert imitated.tolist() == [True, True, True, True]
+    gated = rows_with_gradient(mask, scores, nll_term=True, nll_min_score=1.0)
+    assert gated.tolist() == [True, False, True, False]  # the padded 9.0 is no score
+    assert rows_with_gradient(mask).all()  # without scores every list is ordered
+
+
+@pytest.mark.parametrize("name", INERT)
+@pytest.mark.parametrize("gate", [None, 1.0], ids=["no_nll", "nll_gated"])
+def test_a_row_outside_rows_with_gradient_gets_no_gradient(name, gate):
+    """The rule the trainer's skip rests on: a list outside ``rows_with_gradient`` gets an exactly zero
+    gradient, whatever its log-probs, and the loss does not change when they do."""
+    policy, reference, lengths, _ = random_lists(batch=5, size=4, seed=3)
+    scores = torch.tensor(
+        [[1.0, 0, 0, 0], [0, 0, 0, 0], [1.0, 1, 1, 1], [0.5, 0.5, 0.5, 0.5], [2.0, 1, 0, 0]]
+    )
+    options = {"lengths": lengths, "scores": scores}
+    if gate is not None:  # the NLL term on the lists whose best scores 1.0 or more (rft's loss is that term)
+        options.update(nll_min_score=gate, **({} if name == "rft" else {"nll_weight": 1.0}))
+    nll_term = has_nll_term(name, options.get("nll_weight", 0.0))
+    trained = rows_with_gradient(scores >= 0, scores, nll_term=nll_term, nll_min_score=gate)
+    expected = [True, False, True, False, True] if nll_term else [True, False, False, False, True]
+    if name == "rft" and gate is None:
+        expected = [True] * 5  # every list's best imitated
+    assert trained.tolist() == expected
+
+    leaf = policy.clone().requires_grad_()
+    loss = call(name, leaf, reference, **options)
+    loss.backward()
+    assert (leaf.grad[~trained] == 0).all()
+    assert leaf.grad[trained].abs().sum() > 0
+    moved = torch.where(trained.unsqueeze(1), policy, policy - 7.0)
+    torch.testing.assert_close(call(name, moved, reference, **options), loss.detach())

@@ -2,12 +2,14 @@ import itertools
 import math
 
 import pytest
+import torch
 
 from larpo.evaluation.metrics import (
     kendall_tau,
     mean_pass_at_k,
     ndcg_at_k,
     pass_at_k,
+    ranking_stats,
     scale_to_unit,
     win_rate,
 )
@@ -73,3 +75,12 @@ def test_win_rate_counts_ties_as_half_and_scaling():
     assert win_rate([1.0, 0.5, 0.0, 2.0], [0.0, 0.5, 1.0, 1.0]) == pytest.approx(2.5 / 4)
     assert scale_to_unit([2.0, 4.0, 3.0]) == [0.0, 1.0, 0.5]
     assert scale_to_unit([1.0, 1.0]) == [0.0, 0.0]
+
+
+def test_ranking_accuracy_counts_pairs_and_is_absent_without_any():
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    rewards = torch.tensor([[0.3, 0.1, 0.2], [0.0, 0.5, 0.9]])
+    tied = torch.zeros(2, 3)
+    assert "ranking_accuracy" not in ranking_stats(rewards, mask, tied)  # no pair: no accuracy, not 0
+    scores = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # 2 pairs, both in row 0, both right
+    assert ranking_stats(rewards, mask, scores)["ranking_accuracy"] == 1.0

@@ -183,3 +183,43 @@ def test_trainer_gates_the_nll_term_by_the_best_score(tmp_path):
     assert not all(
         torch.allclose(a, b) for a, b in zip(trained["no_nll"], trained["every_list"], strict=True)
     )
+
+
+def verifier_lists(tokenizer):
+    """Lists as a binary verifier leaves them: some with a right answer first (1.0 above 0.0), some
+    all wrong (every score 0.0: nothing to rank, nothing to imitate), one all right (imitated)."""
+    lists = arithmetic_lists(tokenizer, 9, 4)
+    for number, example in enumerate(lists):
+        kind = ("ranked", "all_wrong", "all_wrong", "all_right")[number % 4] if number else "ranked"
+        example["scores"] = {"ranked": [1.0, 0.0, 0.0, 0.0], "all_wrong": [0.0] * 4, "all_right": [1.0] * 4}[
+            kind
+        ]
+    return lists
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_skipping_inert_lists_trains_the_same_weights_with_fewer_sequences(tmp_path, batch_size):
+    """An all-wrong list cannot change a step: skipping its forward pass leaves every update the same
+    (the optimizer still steps on a batch of them, and such a list still counts in the batch mean)."""
+    trained, sequences = {}, {}
+    for skip in (False, True):
+        model, tokenizer = tiny_model_and_tokenizer()
+        initial = [p.detach().clone() for p in model.parameters()]
+        seen = []
+
+        def count(module, args, kwargs, seen=seen):
+            seen.append(len(kwargs["input_ids"]))
+
+        model.register_forward_pre_hook(count, with_kwargs=True)
+        args = config(tmp_path / str(skip), per_device_train_batch_size=batch_size, num_train_epochs=2,
+                      nll_weight=1.0, nll_min_score=1.0, skip_inert_lists=skip)  # fmt: skip
+        ListwiseTrainer(model, args, verifier_lists(tokenizer), processing_class=tokenizer).train()
+        trained[skip] = [p.detach().clone() for p in model.parameters()]
+        sequences[skip] = sum(seen)
+    for plain, skipped in zip(trained[False], trained[True], strict=True):
+        torch.testing.assert_close(skipped, plain, rtol=1e-5, atol=1e-6)
+    assert any((a - b).abs().max() > 1e-3 for a, b in zip(initial, trained[True], strict=True))
+    if batch_size == 1:  # a batch of one inert list still runs it: the step needs a forward
+        assert sequences[True] == sequences[False]
+    else:
+        assert sequences[True] < sequences[False]

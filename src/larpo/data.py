@@ -174,6 +174,15 @@ class ListCollator:
         return batch
 
 
+def select_lists(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The lists of a collated ``batch`` (:class:`ListCollator`) where ``rows`` (``[B]`` bool) is True, with
+    their candidates' sequences; padding width unchanged."""
+    candidate_rows = batch["list_mask"].nonzero()[:, 0]
+    sequences = rows[candidate_rows]  # (N,): the candidates of the chosen lists
+    per_list = {"list_mask", "scores", "reference_logps"}
+    return {key: value[rows] if key in per_list else value[sequences] for key, value in batch.items()}
+
+
 def _pad_lists(values: list[Sequence[float]], list_mask: torch.Tensor) -> torch.Tensor:
     """``[B, m]`` float tensor with ``values`` in the real slots and 0 in padded slots."""
     out = torch.zeros(list_mask.shape, dtype=torch.float32)

@@ -28,16 +28,16 @@ def ranking_stats(rewards: Tensor, mask: Tensor, scores: Tensor | None = None) -
 
     Returns:
         ``ranking_accuracy``: fraction of preference pairs (i above j by the reranker; tied pairs
-        skipped when ``scores`` are given) with ``g_i > g_j``; ``margin``: mean ``g_best - g_last``;
-        ``rewards/rank_k``: mean g of the candidate at rank k over lists that have one.
+        skipped when ``scores`` are given) with ``g_i > g_j``, absent when there is no pair (every list
+        tied); ``margin``: mean ``g_best - g_last``; ``rewards/rank_k``: mean g of the candidate at rank k
+        over lists that have one.
     """
     pairs = preference_pairs(mask, scores)  # (B, m, m)
     agree = (rewards.unsqueeze(2) > rewards.unsqueeze(1)) & pairs
     last = (mask.sum(dim=1) - 1).unsqueeze(1)
-    stats = {
-        "ranking_accuracy": (agree.sum() / pairs.sum().clamp_min(1)).item(),
-        "margin": (rewards[:, 0] - rewards.gather(1, last).squeeze(1)).mean().item(),
-    }
+    stats = {"margin": (rewards[:, 0] - rewards.gather(1, last).squeeze(1)).mean().item()}
+    if pairs.any():
+        stats["ranking_accuracy"] = (agree.sum() / pairs.sum()).item()
     for rank in range(mask.shape[1]):
         present = mask[:, rank]
         if present.any():

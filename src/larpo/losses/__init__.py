@@ -22,7 +22,7 @@ from larpo.losses.registry import (
 _FUNCTIONS = {
     "pairwise_loss": "pairwise", "contrastive_loss": "contrastive", "lambdarank_loss": "lambdarank",
     "listmle_loss": "listmle", "simpo_loss": "baselines", "ipo_loss": "baselines", "rft_loss": "rft",
-    "delta_ndcg_weights": "lambda_weights", "preference_pairs": "_lists",
+    "delta_ndcg_weights": "lambda_weights", "preference_pairs": "_lists", "rows_with_gradient": "_lists",
 }  # fmt: skip
 """Functions of this package, each imported (with torch) from its module on first use."""
 
@@ -31,30 +31,42 @@ def _path(function: str) -> str:
     return f"larpo.losses.{_FUNCTIONS[function]}:{function}"
 
 
-register_objective("pairwise", _path("pairwise_loss"), kind="ranking", summary="DPO: best vs last candidate")
+_BUILT_IN = {"inert_tied_rows": True}
+"""What every built-in objective shares: an all-tied row outside its NLL term gets no gradient."""
+
 register_objective(
-    "contrastive", _path("contrastive_loss"), kind="ranking", summary="InfoNCE: best vs all others"
+    "pairwise", _path("pairwise_loss"), kind="ranking", summary="DPO: best vs last candidate", **_BUILT_IN
 )
 register_objective(
-    "lambdarank", _path("lambdarank_loss"), kind="ranking", summary="logistic loss over all ordered pairs"
-)
+    "contrastive", _path("contrastive_loss"), kind="ranking", summary="InfoNCE: best vs all others",
+    **_BUILT_IN,
+)  # fmt: skip
 register_objective(
-    "listmle", _path("listmle_loss"), kind="ranking", summary="Plackett-Luce likelihood of the order"
-)
+    "lambdarank", _path("lambdarank_loss"), kind="ranking", summary="logistic loss over all ordered pairs",
+    **_BUILT_IN,
+)  # fmt: skip
+register_objective(
+    "listmle", _path("listmle_loss"), kind="ranking", summary="Plackett-Luce likelihood of the order",
+    **_BUILT_IN,
+)  # fmt: skip
 register_objective(
     "simpo",
     _path("simpo_loss"),
     kind="baseline",
     reference_free=True,
     summary="SimPO: reference-free, length-normalised",
+    **_BUILT_IN,
 )
-register_objective("ipo", _path("ipo_loss"), kind="baseline", summary="IPO: squared log-ratio margin")
+register_objective(
+    "ipo", _path("ipo_loss"), kind="baseline", summary="IPO: squared log-ratio margin", **_BUILT_IN
+)
 register_objective(
     "rft",
     _path("rft_loss"),
     kind="control",
     reference_free=True,
     summary="control: NLL of the best candidate only",
+    **_BUILT_IN,
 )
 
 
@@ -82,5 +94,6 @@ __all__ = [
     "preference_pairs",
     "register_objective",
     "rft_loss",
+    "rows_with_gradient",
     "simpo_loss",
 ]

@@ -121,6 +121,20 @@ def imitated_rows(best: Tensor, scores: Tensor | None, nll_min_score: float | No
     return (best & (scores >= nll_min_score)).any(dim=1)
 
 
+def rows_with_gradient(
+    mask: Tensor, scores: Tensor | None = None, *, nll_term: bool = False, nll_min_score: float | None = None
+) -> Tensor:
+    """``[B]`` bool: the rows a built-in objective can train. A row with no preference pair (every
+    candidate tied) whose best the NLL term does not imitate (``nll_term`` off, or its best score under
+    ``nll_min_score``) adds exactly zero to the loss and to its gradient, whatever its log-probs: an
+    all-wrong list under a binary verifier. The mean over rows still counts it."""
+    trained = preference_pairs(mask, scores).any(dim=(1, 2))
+    if nll_term:
+        best, _ = best_and_worst(mask, scores)
+        trained = trained | imitated_rows(best, scores, nll_min_score)
+    return trained
+
+
 def preference_pairs(mask: Tensor, scores: Tensor | None = None) -> Tensor:
     """``[B, m, m]`` bool: True where candidate i should rank above candidate j.
 

@@ -39,6 +39,9 @@ class Objective:
         kind: ``ranking`` (the paper's four), ``baseline`` (other preference losses) or ``control``.
         reference_free: True when the loss never reads ``reference_logps`` (no reference pass needed).
         summary: one line for ``larpo objectives`` and the docs.
+        inert_tied_rows: True when a row outside :func:`larpo.losses.rows_with_gradient` adds exactly zero
+            to the loss and its gradient (every built-in objective), so the trainer may skip its forward
+            pass; False (a user's objective, unless it says so): every row is computed.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Objective:
     kind: Kind
     reference_free: bool
     summary: str
+    inert_tied_rows: bool = False
 
     @property
     def fn(self) -> LossFn:
@@ -68,7 +72,13 @@ OBJECTIVES: dict[str, Objective] = {}
 
 
 def register_objective(
-    name: str, fn: LossFn | str, *, kind: Kind, reference_free: bool = False, summary: str = ""
+    name: str,
+    fn: LossFn | str,
+    *,
+    kind: Kind,
+    reference_free: bool = False,
+    summary: str = "",
+    inert_tied_rows: bool = False,
 ) -> Objective:
     """Add ``fn`` (a function, or the ``"module:function"`` path of one) to the registry under ``name``
     and return its entry."""
@@ -76,7 +86,10 @@ def register_objective(
         raise ValueError(f"objective {name!r} is already registered")
     if callable(fn) and _parameters(fn)[: len(_POSITIONAL)] != _POSITIONAL:  # a path is read on first use
         raise TypeError(f"objective {name!r} must start with the arguments {', '.join(_POSITIONAL)}")
-    entry = Objective(name=name, target=fn, kind=kind, reference_free=reference_free, summary=summary)
+    entry = Objective(
+        name=name, target=fn, kind=kind, reference_free=reference_free, summary=summary,
+        inert_tied_rows=inert_tied_rows,
+    )  # fmt: skip
     OBJECTIVES[name] = entry
     return entry
 

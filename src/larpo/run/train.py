@@ -59,15 +59,7 @@ def train_on_lists(ctx: RunContext, s: int, model, tokenizer, lists: list[dict[s
     """Train ``model`` in place with :class:`~larpo.trainer.ListwiseTrainer` on ``lists``; its stats."""
     if not lists:
         return {"lists": 0, "steps": 0, "loss": None, "ranking_accuracy": None}
-    examples = []
-    texts = (untokenized_texts(x["prompt"], x["responses"], x.get("response_ids")) for x in lists)
-    encoded = encode_texts(tokenizer, itertools.chain.from_iterable(texts))
-    for item in lists:  # the stored prompt is already rendered; sampled candidates train on their ids
-        example = tokenize_list(tokenizer, item["prompt"], item["responses"], response_ids=item.get("response_ids"),
-                                finished=item.get("finished"), end_token_id=ctx.chat.end_token_id,
-                                encoded=encoded)  # fmt: skip
-        example["scores"], example["reference_logps"] = item["scores"], item["reference_logps"]
-        examples.append(example)
+    examples = list_examples(ctx, tokenizer, lists)
     output_dir = str(ctx.iteration_dir(s) / "trainer")
     args = ctx.config.listwise_config(s, output_dir, disable_tqdm=not ctx.console.is_terminal)
     trainer = ListwiseTrainer(model, args, examples, processing_class=tokenizer)
@@ -80,14 +72,36 @@ def train_on_lists(ctx: RunContext, s: int, model, tokenizer, lists: list[dict[s
     return {
         "lists": len(lists),
         "steps": trainer.state.global_step,
-        "loss": sum(h["loss"] for h in steps) / len(steps),
-        "ranking_accuracy": sum(h["ranking_accuracy"] for h in steps) / len(steps),
-        "margin": sum(h["margin"] for h in steps) / len(steps),
+        "loss": _mean_over_steps(steps, "loss"),
+        "ranking_accuracy": _mean_over_steps(steps, "ranking_accuracy"),
+        "margin": _mean_over_steps(steps, "margin"),
         "final_loss": steps[-1]["loss"],
         # the log-prob settings used (``auto`` decided for this device and these lists)
         "shared_prefix": trainer.logprob_settings.shared_prefix,
         "logprob_chunk_size": trainer.logprob_settings.chunk_size,
     }
+
+
+def list_examples(ctx: RunContext, tokenizer, lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trainer's examples of an iteration's ``lists``: tokenized, with their scores and reference
+    log-probs."""
+    examples = []
+    texts = (untokenized_texts(x["prompt"], x["responses"], x.get("response_ids")) for x in lists)
+    encoded = encode_texts(tokenizer, itertools.chain.from_iterable(texts))
+    for item in lists:  # the stored prompt is already rendered; sampled candidates train on their ids
+        example = tokenize_list(tokenizer, item["prompt"], item["responses"], response_ids=item.get("response_ids"),
+                                finished=item.get("finished"), end_token_id=ctx.chat.end_token_id,
+                                encoded=encoded)  # fmt: skip
+        example["scores"], example["reference_logps"] = item["scores"], item["reference_logps"]
+        examples.append(example)
+    return examples
+
+
+def _mean_over_steps(steps: list[dict[str, float]], key: str) -> float | None:
+    """The mean of ``key`` over the logged steps that hold it (a step on lists that cannot train, every
+    reply tied, logs no ranking metrics); None when none does."""
+    values = [step[key] for step in steps if key in step]
+    return sum(values) / len(values) if values else None
 
 
 class _FaultCallback(TrainerCallback):

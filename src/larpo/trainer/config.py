@@ -77,6 +77,14 @@ class ListwiseConfig(TrainingArguments):
             "reference model stays in memory"
         },
     )
+    skip_inert_lists: bool = field(
+        default=True,
+        metadata={
+            "help": "skip the forward and backward passes of lists that cannot change a step: every reply tied "
+            "(an all-wrong list under a binary verifier) and none imitated by the NLL term. The loss and "
+            "the update are the same (such a list still counts in the mean over lists); built-in objectives"
+        },
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "list examples need all columns"})
     logging_steps: float = field(default=10, metadata={"help": "log every N optimizer steps"})
     save_strategy: str = field(default="no", metadata={"help": "checkpoint strategy (no, steps, epoch)"})

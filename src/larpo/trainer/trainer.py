@@ -22,10 +22,10 @@ from transformers import PreTrainedModel, Trainer
 
 from larpo.adapters import without_adapters
 from larpo.auto_settings import AUTO, LogprobSettings, choose_shared_prefix
-from larpo.data import ListCollator
+from larpo.data import ListCollator, select_lists
 from larpo.evaluation.metrics import implicit_rewards, ranking_stats
 from larpo.logprobs import auto_chunk_size, list_logps
-from larpo.losses import get_objective
+from larpo.losses import get_objective, has_nll_term, rows_with_gradient
 from larpo.trainer.config import ListwiseConfig
 
 logger = logging.getLogger(__name__)
@@ -121,32 +121,54 @@ class ListwiseTrainer(Trainer):
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs=False, num_items_in_batch=None
     ):
-        """Loss of one batch of lists: log-probs, then the registered objective."""
+        """Loss of one batch of lists: log-probs of the lists that can train, then the registered objective
+        over the whole batch (a skipped list's slots hold zeros the objective masks out)."""
+        trained = self._trainable_rows(inputs)
+        # a batch with nothing to train still runs one list, so that every engine sees a forward and an
+        # exactly zero gradient (the optimizer steps, as it would on the whole batch)
+        computed = trained if trained.any() else torch.arange(len(trained), device=trained.device) == 0
+        batch = inputs if computed.all() else select_lists(inputs, computed)
         settings = self.logprob_settings
         options = {"shared_prefix": settings.shared_prefix, "chunk_size": settings.chunk_size}
         # the model's forward runs under the accelerator's autocast; a chunked LM head must run under it too
         with self.accelerator.autocast():
-            policy, lengths = list_logps(model, inputs, **options)
-        reference = inputs.get("reference_logps")
+            policy, lengths = list_logps(model, batch, **options)
+        reference = batch.get("reference_logps")
         if reference is None and self.ref_model is not None:
             with torch.no_grad(), self.accelerator.autocast():
-                reference, _ = list_logps(self.ref_model, inputs, **options)
+                reference, _ = list_logps(self.ref_model, batch, **options)
+        scores = batch.get("scores") if self.args.use_scores else None
+        if trained.any():
+            self._record(policy.detach(), reference, lengths, batch["list_mask"], scores)
+        if not computed.all():
+            policy, lengths, reference = (
+                None if rows is None else scatter_rows(rows, computed)
+                for rows in (policy, lengths, reference)
+            )
         mask = inputs["list_mask"]
-        scores = inputs.get("scores") if self.args.use_scores else None
         gate = {} if self.args.nll_min_score is None else {"nll_min_score": self.args.nll_min_score}
         loss = self.objective(
             policy,
             None if self.objective.reference_free else reference,
             self.args.beta,
             mask,
-            scores=scores,
+            scores=inputs.get("scores") if self.args.use_scores else None,
             lengths=lengths,
             nll_weight=self.args.nll_weight,
             **gate,
             **self.args.objective_options,
         )
-        self._record(policy.detach(), reference, lengths, mask, scores)
         return (loss, {"policy_logps": policy}) if return_outputs else loss
+
+    def _trainable_rows(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B]`` bool: the lists of a batch that can change the step (every list unless
+        ``skip_inert_lists`` applies: scores given and an objective whose tied rows are inert)."""
+        mask = inputs["list_mask"]
+        scores = inputs.get("scores") if self.args.use_scores else None
+        if scores is None or not (self.args.skip_inert_lists and self.objective.inert_tied_rows):
+            return mask.new_ones(mask.shape[0])
+        nll_term = has_nll_term(self.args.objective, self.args.nll_weight)
+        return rows_with_gradient(mask, scores, nll_term=nll_term, nll_min_score=self.args.nll_min_score)
 
     def _record(self, policy, reference, lengths, mask, scores) -> None:
         rewards = implicit_rewards(policy, reference, self.args.beta, mask)
@@ -162,6 +184,13 @@ class ListwiseTrainer(Trainer):
                 logs[key] = sum(values) / len(values)
             self._stored_metrics.clear()
         super().log(logs, start_time)
+
+
+def scatter_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``[B, m]`` zeros with ``values`` (``[rows.sum(), m]``) in the rows where ``rows`` is True; the
+    gradient flows to ``values``."""
+    full = values.new_zeros((len(rows), values.shape[1]))
+    return full.index_copy(0, rows.nonzero()[:, 0], values)
 
 
 def resolve_logprob_settings(
