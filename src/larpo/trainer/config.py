@@ -82,7 +82,8 @@ class ListwiseConfig(TrainingArguments):
         metadata={
             "help": "skip the forward and backward passes of lists that cannot change a step: every reply tied "
             "(an all-wrong list under a binary verifier) and none imitated by the NLL term. The loss and "
-            "the update are the same (such a list still counts in the mean over lists); built-in objectives"
+            "the update are the same (such a list still counts in the mean over lists); for objectives registered "
+            "with inert_tied_rows (every built-in one)"
         },
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "list examples need all columns"})
