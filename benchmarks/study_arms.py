@@ -142,6 +142,21 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
         "zero-advantage groups do",
         demo_form(drop_all_tied=False, nll_min_score=1.0),
     ),
+    "exact_all_tied_kept_ref_previous": (
+        "exact_all_tied_kept with the previous iterate as the reference (reference previous): each iteration "
+        "ranks against the policy that sampled its lists, not the pretrained one",
+        demo_form(drop_all_tied=False, nll_min_score=1.0, reference="previous"),
+    ),
+    "exact_all_tied_kept_length_norm": (
+        "exact_all_tied_kept ranking the mean log-ratio per token (length_normalize), beta 0.4: the sum's "
+        "scale at the mean reply length of 20 tokens",
+        demo_form(drop_all_tied=False, nll_min_score=1.0, beta=0.4, objective_options={"length_normalize": True}),
+    ),
+    "exact_all_tied_kept_iterations_x2": (
+        "exact_all_tied_kept in twice the iterations, each on half the prompts (4x32): more on-policy",
+        lambda base, task: {**demo_form(drop_all_tied=False, nll_min_score=1.0)(base, task),
+                            **finer_iterations(2)(base, task)},
+    ),
     "exact_batch2": (
         "the demo's validated form with 2 lists per optimizer step (4x the steps of batch_size 8 on the few "
         "lists an exact reward leaves)",
