@@ -34,6 +34,9 @@ def test_two_iterations_with_each_objective(workspace, tmp_path, objective):
             assert item["iterations"] == [s] * len(item["responses"])  # memorization "current"
             assert item["scores"] == sorted(item["scores"], reverse=True)
             assert len(set(item["scores"])) > 1  # all-tied lists are dropped
+            # a reference-free objective's lists get no reference pass
+            computed = [value is not None for value in item["reference_logps"]]
+            assert computed == [not OBJECTIVES[objective].reference_free] * len(computed)
         assert (run_dir / f"iter_{s}" / "model" / "model.safetensors").exists()
 
 

@@ -181,3 +181,32 @@ def test_a_row_outside_rows_with_gradient_gets_no_gradient(name, gate):
     assert leaf.grad[trained].abs().sum() > 0
     moved = torch.where(trained.unsqueeze(1), policy, policy - 7.0)
     torch.testing.assert_close(call(name, moved, reference, **options), loss.detach())
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("lambda_weights", [False, True])
+def test_scores_count_only_up_to_a_positive_affine_map_per_list(name, lambda_weights):
+    """Every objective reads a list's scores through their order (and lambdarank's weights through their
+    min-max scaling), so group-normalising them, as GRPO's advantages do, changes neither loss nor
+    gradient. Only ``nll_min_score`` reads raw scores."""
+    if lambda_weights and "lambda_weights" not in get_objective(name).options:
+        pytest.skip("no lambda weights")
+    policy, reference, lengths, _ = random_lists(batch=3, size=5, seed=5)
+    scores = torch.tensor([[3.0, 2.0, 2.0, 0.5, 0.0], [1.0, 1.0, 0.0, 0.0, 0.0], [0.9, 0.7, 0.2, 0.1, 0.0]])
+    options = {"lengths": lengths, **({"lambda_weights": True} if lambda_weights else {})}
+    mean = scores.mean(dim=1, keepdim=True)
+    normalised = (scores - mean) / scores.std(dim=1, keepdim=True) * torch.tensor([[1.0], [5.0], [0.1]])
+
+    def loss_and_gradient(list_scores):
+        leaf = policy.clone().requires_grad_()
+        loss = call(name, leaf, reference, scores=list_scores, **options)
+        loss.backward()
+        return loss.detach(), leaf.grad
+
+    raw_loss, raw_gradient = loss_and_gradient(scores)
+    group_loss, group_gradient = loss_and_gradient(normalised)
+    torch.testing.assert_close(group_loss, raw_loss)
+    torch.testing.assert_close(group_gradient, raw_gradient)
+    if name in RANKING:  # a map that changes the order does change a ranking loss
+        reversed_loss, _ = loss_and_gradient(-scores)
+        assert not torch.isclose(reversed_loss, raw_loss)

@@ -223,3 +223,27 @@ def test_skipping_inert_lists_trains_the_same_weights_with_fewer_sequences(tmp_p
         assert sequences[True] == sequences[False]
     else:
         assert sequences[True] < sequences[False]
+
+
+@pytest.mark.parametrize("name", ["rft", "simpo"])
+def test_a_reference_free_objective_runs_no_reference_pass(tmp_path, name, monkeypatch):
+    """Without a reference column a reference-free objective trains as it does with one, and the trainer
+    computes none for it, even to log its metrics (beta * log pi then)."""
+    import larpo.trainer.trainer as trainer_module
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    lists = ListwiseTrainer.as_dataset(arithmetic_lists(tokenizer, 8, 4))
+    collator = ListCollator(pad_token_id=tokenizer.pad_token_id)
+    with_column = add_reference_logps(copy.deepcopy(model), lists, collator)
+    args = {"objective": name, "beta": 1.0 if name == "simpo" else 0.1}
+    given = ListwiseTrainer(copy.deepcopy(model), config(tmp_path / "a", **args), with_column)
+
+    def no_reference_pass(*args, **kwargs):
+        raise AssertionError("a reference pass for a reference-free objective")
+
+    monkeypatch.setattr(trainer_module, "add_reference_logps", no_reference_pass)
+    without = ListwiseTrainer(copy.deepcopy(model), config(tmp_path / "b", **args), lists)
+    assert "reference_logps" not in without.train_dataset.column_names
+    torch.testing.assert_close(final_weights(without), final_weights(given), atol=1e-6, rtol=1e-5)
+    margins = [h["margin"] for h in without.state.log_history if "margin" in h]
+    assert margins and all(math.isfinite(m) for m in margins)

@@ -2,7 +2,8 @@
 
 Lists are built from the candidates of the memorization window (:func:`larpo.candidates.build_lists`).
 With ``reference: initial`` each (prompt, response)'s reference log-prob is computed once and kept in
-the candidate store; with ``reference: previous`` it is computed with the policy of iteration s-1.
+the candidate store; with ``reference: previous`` it is computed with the policy of iteration s-1. A
+reference-free objective (``rft``, ``simpo``) gets none (``null``): no reference model is run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from larpo.adapters import without_adapters
 from larpo.candidates import CandidateList, build_lists, memorization_window
 from larpo.faults import fault_point
 from larpo.io import atomic_write_jsonl
+from larpo.losses import get_objective
 from larpo.run.context import RunContext
 
 
@@ -21,9 +23,10 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     """Build iteration ``s``'s candidate lists and attach reference log-probs."""
     iterations = list(memorization_window(s, ctx.config.memorization))
     lists, stats = build_lists(ctx.store.read_all(iterations), s, ctx.config.list_settings())
-    if ctx.config.reference == "initial":
+    needs_reference = not get_objective(ctx.config.objective).reference_free
+    if needs_reference and ctx.config.reference == "initial":
         lists = cached_reference_logps(ctx, lists, iterations, s)
-    else:
+    elif needs_reference:
         lists = fresh_reference_logps(ctx, lists, ctx.model_path(s - 1))
     path = ctx.iteration_dir(s) / "lists.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,7 @@ def train_on_lists(ctx: RunContext, s: int, model, tokenizer, lists: list[dict[s
 
 def list_examples(ctx: RunContext, tokenizer, lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trainer's examples of an iteration's ``lists``: tokenized, with their scores and reference
-    log-probs."""
+    log-probs (where the lists stage computed them)."""
     examples = []
     texts = (untokenized_texts(x["prompt"], x["responses"], x.get("response_ids")) for x in lists)
     encoded = encode_texts(tokenizer, itertools.chain.from_iterable(texts))
@@ -92,7 +92,9 @@ def list_examples(ctx: RunContext, tokenizer, lists: list[dict[str, Any]]) -> li
         example = tokenize_list(tokenizer, item["prompt"], item["responses"], response_ids=item.get("response_ids"),
                                 finished=item.get("finished"), end_token_id=ctx.chat.end_token_id,
                                 encoded=encoded)  # fmt: skip
-        example["scores"], example["reference_logps"] = item["scores"], item["reference_logps"]
+        example["scores"] = item["scores"]
+        if None not in item["reference_logps"]:  # a reference-free objective's lists have none
+            example["reference_logps"] = item["reference_logps"]
         examples.append(example)
     return examples
 

@@ -68,10 +68,12 @@ class ListwiseTrainer(Trainer):
         self.logprob_settings = resolve_logprob_settings(model, args, train_dataset)
         logger.info("log-probs: %s", self.logprob_settings.describe())
 
-        needs_reference = not self.objective.reference_free or args.logging_strategy != "no"
+        # a reference-free objective (rft, simpo) never reads reference log-probs; its logged implicit
+        # rewards are beta * log pi where the data carries none
+        needs_reference = not self.objective.reference_free
         has_reference = "reference_logps" in train_dataset.column_names
         if needs_reference and ref_model is None and not has_reference:
-            if not args.precompute_reference_logps and not self.objective.reference_free:
+            if not args.precompute_reference_logps:
                 raise ValueError(
                     f"objective {args.objective!r} needs reference log-probs: pass ref_model, add a "
                     "reference_logps column, or set precompute_reference_logps=True"
