@@ -227,3 +227,24 @@ def test_a_run_whose_lists_cannot_train_leaves_the_model_as_it_was(workspace, tm
     before = AutoModelForCausalLM.from_pretrained(workspace / "model").state_dict()
     after = AutoModelForCausalLM.from_pretrained(run_dir / "iter_0" / "model").state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+def test_a_reference_free_run_ignores_reference_log_probs_its_store_already_holds(workspace, tmp_path):
+    """A run resumed from a version that computed reference log-probs for rft holds some in its store; the
+    next lists carry none, so that no list mixes the two and training does not read them."""
+    import dataclasses
+
+    from larpo.store import write_records_atomic
+
+    run_dir = tmp_path / "run"
+    run(workspace, run_dir, "objective=rft", "memorization=all", "iterations=1")
+    path = run_dir / "candidates" / "iter_0.jsonl"
+    records = read_records(path)
+    write_records_atomic(
+        path, [dataclasses.replace(r, reference_logp=-1.0) for r in records[::2]] + records[1::2]
+    )
+    manifest = run(workspace, run_dir, "objective=rft", "memorization=all", "iterations=2")
+    lists = read_lists(run_dir, 1)
+    assert {0, 1} <= {i for item in lists for i in item["iterations"]}  # old candidates are listed again
+    assert all(value is None for item in lists for value in item["reference_logps"])
+    assert manifest["completed"]["1"]["train"]["steps"] > 0

@@ -23,10 +23,11 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     """Build iteration ``s``'s candidate lists and attach reference log-probs."""
     iterations = list(memorization_window(s, ctx.config.memorization))
     lists, stats = build_lists(ctx.store.read_all(iterations), s, ctx.config.list_settings())
-    needs_reference = not get_objective(ctx.config.objective).reference_free
-    if needs_reference and ctx.config.reference == "initial":
+    if get_objective(ctx.config.objective).reference_free:  # even where the store holds some (a resumed run)
+        lists = [dataclasses.replace(x, reference_logps=[None] * len(x.responses)) for x in lists]
+    elif ctx.config.reference == "initial":
         lists = cached_reference_logps(ctx, lists, iterations, s)
-    elif needs_reference:
+    else:
         lists = fresh_reference_logps(ctx, lists, ctx.model_path(s - 1))
     path = ctx.iteration_dir(s) / "lists.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
