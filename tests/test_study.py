@@ -377,3 +377,41 @@ def test_the_example_config_is_the_larpo_run_the_study_validated_and_tested(task
     example = load_run_config(repo / "examples/chat" / f"smollm2_{task_name}.yaml").to_dict()
     assert {k for k in published if published[k] != example[k]} == {"output_dir", "eval_prompts"}
     assert example["eval_prompts"] == str(runs.task.prompts / "test.jsonl")
+
+
+def test_learning_rates_validated_at_the_budget_choose_what_equal_samples_would_not(
+    task, workspace, tmp_path, monkeypatch
+):
+    """benchmarks/study_budget_lrs.py: each learning rate runs the iterations the budget buys at its own cost
+    and is validated there, so a cheaper learning rate that keeps improving wins a tie it would lose at one
+    iteration (ties go to the smaller)."""
+    import study_budget_lrs
+
+    cost = {1e-3: 20.0, 2e-3: 10.0}  # stage seconds per iteration
+
+    def fake_train(self, arm, config, console):
+        log = Path(config.output_dir) / "log.jsonl"
+        done = len(run_seconds(config))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:
+            for s in range(done, config.iterations):
+                handle.write(
+                    json.dumps({"iteration": s, "stage": "train", "seconds": cost[config.learning_rate]})
+                )
+                handle.write("\n")
+        return Path(config.output_dir) / f"iter_{config.iterations - 1}" / "model"
+
+    def fake_validate(self, model, cached):  # each iteration adds 0.1, whatever the learning rate
+        return {"greedy_accuracy": round(0.1 * (int(model.parent.name.removeprefix("iter_")) + 1), 3)}
+
+    monkeypatch.setattr(Study, "train", fake_train)
+    monkeypatch.setattr(Study, "validate", fake_validate)
+    runs = Study(task, workspace / "model", tmp_path)
+    rows = study_budget_lrs.validated_at_budget(runs, [["rft", "1e-3", "2e-3"]], 45.0, None)
+    assert [(r["learning_rate"], r["iterations"], r["seconds"], r["greedy_accuracy"]) for r in rows] == [
+        (1e-3, 2, 40.0, 0.2),  # a third would end at 60, further from 45 than 40
+        (2e-3, 5, 50.0, 0.5),
+    ]
+    assert study_budget_lrs.chosen_learning_rates(rows) == {"rft": 2e-3}
+    at_one_iteration = [{**r, "greedy_accuracy": 0.1} for r in rows]
+    assert study_budget_lrs.chosen_learning_rates(at_one_iteration) == {"rft": 1e-3}

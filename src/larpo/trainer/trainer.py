@@ -41,7 +41,7 @@ class ListwiseTrainer(Trainer):
         ref_model: a live reference model. Without one, reference log-probs are read from the data's
             ``reference_logps`` column, or computed once with the initial ``model`` before training
             (``precompute_reference_logps``), so no second model sits in memory. For a peft model
-            that initial model is the base (adapters disabled).
+            that initial model is the base (adapters disabled). A reference-free objective needs none.
         processing_class: the tokenizer (saved with checkpoints).
 
     ``logprob_settings`` holds the log-prob settings it uses, ``auto`` ones decided for this model, device
