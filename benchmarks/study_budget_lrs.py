@@ -24,6 +24,7 @@ import torch
 from rich.console import Console
 
 from benchutil import machine_info, portable_command, write_markdown
+from study import equal_compute
 from study_arms import PRESETS, VARIANTS, baseline_arm, choose_lr, larpo_arms, make_task
 from study_runs import Study
 
@@ -62,13 +63,8 @@ def validated_at_budget(study: Study, arms: list[list[str]], budget: float, cons
         arm = arm_of(key, study)
         for lr in map(float, lrs):
             config = study.extend_to_budget(arm, study.config(arm, 0, lr), budget, console)
-            model = study.train(arm, config, console)
-            result = study.validate(
-                model, Path(config.output_dir) / "validation" / f"{model.parent.name}.json"
-            )
-            seconds = round(sum(study.known_seconds(config)[: config.iterations]), 1)
-            rows.append({"arm": key, "learning_rate": lr, "iterations": config.iterations,
-                         "seconds": seconds, "greedy_accuracy": result["greedy_accuracy"]})  # fmt: skip
+            rows.append({"arm": key, "learning_rate": lr,
+                         **study.trained_and_measured("validation", arm, config, console)})  # fmt: skip
     return rows
 
 
@@ -79,18 +75,6 @@ def chosen_learning_rates(rows: list[dict]) -> dict[str, float]:
         key: choose_lr({r["learning_rate"]: r["greedy_accuracy"] for r in rows if r["arm"] == key})
         for key in arms
     }
-
-
-def tested_at_budget(study: Study, chosen: dict[str, float], seeds: list[int], budget: float,
-                     console: Console) -> list[dict]:  # fmt: skip
-    """Each arm at its chosen learning rate on every seed, run until ``budget`` is spent, then tested."""
-    rows = []
-    for key, lr in chosen.items():
-        arm = arm_of(key, study)
-        for seed in seeds:
-            config = study.extend_to_budget(arm, study.config(arm, seed, lr), budget, console)
-            rows.append(study.row(key, arm, config, console))
-    return rows
 
 
 def report_lines(result: dict) -> list[str]:
@@ -124,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     study = Study(task, args.model, output, (), 200, ledger, machine)
     rows = validated_at_budget(study, args.arm, args.budget_seconds, console)
     chosen = chosen_learning_rates(rows)
-    test = tested_at_budget(study, chosen, args.test_seeds, args.budget_seconds, console)
+    tested = [(key, arm_of(key, study), lr) for key, lr in chosen.items()]
+    test = equal_compute(study, tested, args.test_seeds, args.budget_seconds, console)
     command = portable_command(["benchmarks/study_budget_lrs.py", *(sys.argv[1:] if argv is None else argv)],
                                {"--model": "MODEL_DIR"})  # fmt: skip
     result = {"task": task.name, "command": command, "machine": machine, "budget_seconds": args.budget_seconds,
