@@ -2,10 +2,11 @@
 
 Run: python benchmarks/study_budget_lrs.py --task arithmetic --model runs/smollm2 --budget-seconds 297
      --arm rft 1e-5 2e-5 4e-5 --arm larpo_exact_all_tied_kept 5e-6 1e-5 2e-5 [--output runs/study_arithmetic]
+     [--variant 'NAME KEY=VALUE ...'] [--set KEY=VALUE ...]
 
 benchmarks/study.py chooses every learning rate after the equal-samples iterations; at equal compute an arm runs
 as many iterations as the budget buys, where another learning rate may do better. This check trains seed 0 of
-each ``--arm KEY LR ...`` (a baseline, or ``larpo_<variant>``) at each learning rate until the budget is spent
+each ``--arm KEY LR ...`` (a baseline, or ``larpo_<variant>`` of study_arms.VARIANTS or a ``--variant``, as in benchmarks/study.py) at each learning rate until the budget is spent
 (the study's rule, on the stage seconds measured here), then validates it greedily on the study's fixed subset.
 Runs whose folder holds the iterations already are reused. ``--test-seeds`` then tests each arm's chosen
 learning rate on those seeds at the budget. Its own ledger (``--ledger``, default
@@ -25,7 +26,7 @@ from rich.console import Console
 
 from benchutil import machine_info, portable_command, write_markdown
 from study import equal_compute
-from study_arms import PRESETS, VARIANTS, baseline_arm, choose_lr, larpo_arms, make_task
+from study_arms import PRESETS, VARIANTS, baseline_arm, choose_lr, larpo_arms, make_task, parse_variant
 from study_runs import Study
 
 
@@ -35,6 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--budget-seconds", type=float, required=True)
     parser.add_argument("--arm", nargs="+", action="append", required=True, metavar="KEY LR")
+    parser.add_argument("--variant", action="append", default=[], metavar="'NAME KEY=VALUE ...'",
+                        help="another larpo variant: settings on the task's config")  # fmt: skip
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting on every arm's config, as the study's --set")  # fmt: skip
     parser.add_argument("--output", type=Path, help="the study's output folder (default runs/study_<task>)")
     parser.add_argument("--ledger", type=Path)
     parser.add_argument(
@@ -48,19 +53,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def arm_of(key: str, study: Study):
-    """The study's arm called ``key``: a baseline's name or ``larpo_<variant>``."""
+def arm_of(key: str, study: Study, variants: dict = VARIANTS):
+    """The study's arm called ``key``: a baseline's name or ``larpo_<variant>`` of ``variants``."""
     base, task = study.base(), study.task
     if key.startswith("larpo_"):
-        return larpo_arms([key.removeprefix("larpo_")], base, task, VARIANTS)[0]
+        return larpo_arms([key.removeprefix("larpo_")], base, task, variants)[0]
     return baseline_arm(key, base, task)
 
 
-def validated_at_budget(study: Study, arms: list[list[str]], budget: float, console: Console) -> list[dict]:
+def validated_at_budget(
+    study: Study, arms: list[list[str]], budget: float, console: Console, variants: dict = VARIANTS
+) -> list[dict]:
     """Seed 0 of each arm at each of its learning rates, run until ``budget`` is spent, then validated."""
     rows = []
     for key, *lrs in arms:
-        arm = arm_of(key, study)
+        arm = arm_of(key, study, variants)
         for lr in map(float, lrs):
             config = study.extend_to_budget(arm, study.config(arm, 0, lr), budget, console)
             rows.append({"arm": key, "learning_rate": lr,
@@ -105,10 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     output = args.output or Path(f"runs/study_{task.name}")
     machine = machine_info(torch.get_num_threads(), alone=True)
     ledger = args.ledger or output / "budget_lrs_ledger.jsonl"
-    study = Study(task, args.model, output, (), 200, ledger, machine)
-    rows = validated_at_budget(study, args.arm, args.budget_seconds, console)
+    study = Study(task, args.model, output, tuple(args.overrides), 200, ledger, machine)
+    variants = {**VARIANTS, **dict(parse_variant(text) for text in args.variant)}
+    rows = validated_at_budget(study, args.arm, args.budget_seconds, console, variants)
     chosen = chosen_learning_rates(rows)
-    tested = [(key, arm_of(key, study), lr) for key, lr in chosen.items()]
+    tested = [(key, arm_of(key, study, variants), lr) for key, lr in chosen.items()]
     test = equal_compute(study, tested, args.test_seeds, args.budget_seconds, console)
     command = portable_command(["benchmarks/study_budget_lrs.py", *(sys.argv[1:] if argv is None else argv)],
                                {"--model": "MODEL_DIR"})  # fmt: skip
