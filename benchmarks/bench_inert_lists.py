@@ -4,7 +4,7 @@
 
 Trains the lists of each of ``--iterations`` of the run in ``RUN_DIR`` (its own lists, settings and
 starting model) twice in this process, one after the other: every list through the model, then only the
-lists that can train (:func:`larpo.losses.rows_with_gradient`: a list with a preference pair or one the NLL
+lists that can train (:func:`larpo.trainer.trainer.trainable_rows`: a list with a preference pair or one the NLL
 term imitates). An all-wrong list under a binary verifier cannot train: it adds zero to the loss and its
 gradient, but it still counts in its batch's mean and the optimizer still steps on a batch of them, so the
 two trainings must end at the same weights. Reports each one's seconds, their ratio and the largest weight
@@ -24,19 +24,18 @@ import torch
 
 from benchutil import machine_info, run_header, write_markdown
 from larpo.data import ListCollator
-from larpo.losses import has_nll_term, rows_with_gradient
 from larpo.run.config import RunConfig
 from larpo.run.context import RunContext
 from larpo.run.train import list_examples, load_trainable, read_lists
 from larpo.trainer import ListwiseTrainer
+from larpo.trainer.trainer import trainable_rows
 
 
 def trainable_lists(config: RunConfig, examples: list[dict]) -> int:
     """How many of ``examples`` can train under ``config``'s objective and NLL term."""
     batch = ListCollator(pad_token_id=0)(examples)
-    nll_term = has_nll_term(config.objective, config.nll_weight)
-    return int(rows_with_gradient(batch["list_mask"], batch["scores"], nll_term=nll_term,
-                                  nll_min_score=config.nll_min_score).sum())  # fmt: skip
+    return int(trainable_rows(batch["list_mask"], batch["scores"], objective=config.objective,
+                              nll_weight=config.nll_weight, nll_min_score=config.nll_min_score).sum())  # fmt: skip
 
 
 def train_once(

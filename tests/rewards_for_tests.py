@@ -45,3 +45,10 @@ def field_count(prompt, responses: list[str], **fields) -> list[float]:
 def all_wrong(prompt: str, responses: list[str]) -> list[float]:
     """A verifier that never accepts a reply: every list all tied at 0.0."""
     return [0.0] * len(responses)
+
+
+def odd_only(prompt: str, responses: list[str]) -> list[float]:
+    """``digit_overlap`` for a prompt whose first operand is odd; every reply 0.0 (all tied) otherwise."""
+    if int(prompt.split("+")[0]) % 2 == 0:
+        return [0.0] * len(responses)
+    return digit_overlap(prompt, responses)

@@ -54,6 +54,23 @@ def test_scores_sort_candidates_best_first_and_collate_with_padding():
     assert batch["response_mask"][0].sum().item() == 2
 
 
+def test_a_list_without_reference_log_probs_collates_to_zeros_beside_lists_with_them():
+    """Reference log-probs are left out only for lists that cannot train: a batch that mixes them keeps the
+    others' values in their rows; a batch where none has them carries none."""
+    _, tokenizer = tiny_model_and_tokenizer()
+    with_values = {
+        **tokenize_list(tokenizer, "1+1=", ["2", "3"], scores=[1.0, 0.0]),
+        "reference_logps": [-1.5, -2.5],
+    }
+    without = {**tokenize_list(tokenizer, "2+2=", ["5", "6", "7"], scores=[0.0] * 3), "reference_logps": None}
+    batch = ListCollator(pad_token_id=0)([without, with_values])
+    assert batch["reference_logps"].tolist() == [[0.0, 0.0, 0.0], [-1.5, -2.5, 0.0]]
+    assert batch["list_mask"].tolist() == [[True, True, True], [True, True, False]]
+    assert "reference_logps" not in ListCollator(pad_token_id=0)(
+        [without, {**with_values, "reference_logps": None}]
+    )
+
+
 def test_max_length_truncates_responses_and_rejects_long_prompts():
     _, tokenizer = tiny_model_and_tokenizer()
     example = tokenize_list(tokenizer, "1+1=", ["2222222"])

@@ -2,13 +2,14 @@
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from larpo.losses import OBJECTIVES
-from larpo.run.config import load_run_config
+from larpo.run.config import RunConfig, load_run_config
 from larpo.store import read_records
 from tests.helpers import K, check_store, read_lists, run, settings
 
@@ -248,3 +249,49 @@ def test_a_reference_free_run_ignores_reference_log_probs_its_store_already_hold
     assert {0, 1} <= {i for item in lists for i in item["iterations"]}  # old candidates are listed again
     assert all(value is None for item in lists for value in item["reference_logps"])
     assert manifest["completed"]["1"]["train"]["steps"] > 0
+
+
+@pytest.mark.parametrize("nll_weight", [0.0, 1.0])
+def test_the_lists_stage_computes_reference_log_probs_only_for_lists_that_can_train(
+    workspace, tmp_path, nll_weight
+):
+    """A list whose replies all tie (here, every even prompt's) cannot change a step unless the NLL term
+    imitates its best: without that term it gets no reference pass (null in the lists and the store); with
+    it, and for every other list, the lists carry the reference log-probs the store keeps."""
+    run_dir = tmp_path / "run"
+    reward = str(Path(__file__).with_name("rewards_for_tests.py")) + ":odd_only"
+    manifest = run(workspace, run_dir, f"reward={reward}", "drop_all_tied=false", "objective=listmle",
+                   "memorization=all", f"nll_weight={nll_weight}")  # fmt: skip
+    stored = {(r.prompt_id, r.response): r.reference_logp
+              for s in range(2) for r in read_records(run_dir / "candidates" / f"iter_{s}.jsonl")}  # fmt: skip
+    for s in range(2):
+        lists = read_lists(run_dir, s)
+        tied = [len(set(item["scores"])) == 1 for item in lists]
+        assert 0 < sum(tied) < len(lists)
+        for item, all_tied in zip(lists, tied, strict=True):
+            skipped = all_tied and not nll_weight
+            assert [value is None for value in item["reference_logps"]] == [skipped] * len(item["responses"])
+            for response, value in zip(item["responses"], item["reference_logps"], strict=True):
+                assert stored[(item["prompt_id"], response)] == value
+        assert manifest["completed"][str(s)]["train"]["steps"] > 0
+
+
+def test_the_reference_pass_benchmark_computes_the_lists_read_with_the_values_of_a_full_pass(
+    workspace, tmp_path
+):
+    """benchmarks/bench_reference_pass.py on a run whose even prompts' lists all tie: the second pass
+    computes only the other lists' candidates, to the values the full pass gives them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_reference_pass
+    from larpo.run.context import RunContext
+
+    run_dir = tmp_path / "run"
+    reward = str(Path(__file__).with_name("rewards_for_tests.py")) + ":odd_only"
+    manifest = run(workspace, run_dir, f"reward={reward}", "drop_all_tied=false", "objective=listmle",
+                   "nll_weight=0.0", "iterations=1")  # fmt: skip
+    lists = read_lists(run_dir, 0)
+    ranked = [item for item in lists if len(set(item["scores"])) > 1]
+    row = bench_reference_pass.measure(RunContext.open(RunConfig(**manifest["config"])), 0)
+    assert (row["lists"], row["lists_read"]) == (len(lists), len(ranked))
+    assert row["candidates_read"] == sum(len(item["responses"]) for item in ranked) < row["candidates"]
+    assert row["max_value_difference"] < 1e-5

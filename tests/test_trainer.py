@@ -210,10 +210,11 @@ def test_skipping_inert_lists_trains_the_same_weights_with_fewer_sequences(tmp_p
         def count(module, args, kwargs, seen=seen):
             seen.append(len(kwargs["input_ids"]))
 
-        model.register_forward_pre_hook(count, with_kwargs=True)
         args = config(tmp_path / str(skip), per_device_train_batch_size=batch_size, num_train_epochs=2,
                       nll_weight=1.0, nll_min_score=1.0, skip_inert_lists=skip)  # fmt: skip
-        ListwiseTrainer(model, args, verifier_lists(tokenizer), processing_class=tokenizer).train()
+        trainer = ListwiseTrainer(model, args, verifier_lists(tokenizer), processing_class=tokenizer)
+        model.register_forward_pre_hook(count, with_kwargs=True)  # training's passes, not the reference's
+        trainer.train()
         trained[skip] = [p.detach().clone() for p in model.parameters()]
         sequences[skip] = sum(seen)
     for plain, skipped in zip(trained[False], trained[True], strict=True):
@@ -247,3 +248,46 @@ def test_a_reference_free_objective_runs_no_reference_pass(tmp_path, name, monke
     torch.testing.assert_close(final_weights(without), final_weights(given), atol=1e-6, rtol=1e-5)
     margins = [h["margin"] for h in without.state.log_history if "margin" in h]
     assert margins and all(math.isfinite(m) for m in margins)
+
+
+def test_the_reference_pass_skips_the_lists_that_cannot_train(tmp_path):
+    """Precomputed reference log-probs cover only the lists training reads: a binary verifier's all-wrong
+    lists (nothing to rank, nothing imitated) get none, the others a full pass's values, and training
+    reaches a full pass's weights."""
+    model, tokenizer = tiny_model_and_tokenizer()
+    lists = verifier_lists(tokenizer)
+    settings = {
+        "nll_weight": 1.0,
+        "nll_min_score": 1.0,
+        "num_train_epochs": 1,
+        "per_device_train_batch_size": 3,
+    }
+    collator = ListCollator(pad_token_id=tokenizer.pad_token_id)
+    full = add_reference_logps(copy.deepcopy(model), ListwiseTrainer.as_dataset(lists), collator)
+    skipping = ListwiseTrainer(copy.deepcopy(model), config(tmp_path / "a", **settings), lists)
+    given = ListwiseTrainer(copy.deepcopy(model), config(tmp_path / "b", **settings), full)
+    computed = list(skipping.train_dataset["reference_logps"])
+    all_wrong = [set(x["scores"]) == {0.0} for x in lists]
+    assert [values is None for values in computed] == all_wrong
+    assert 0 < sum(all_wrong) < len(lists)
+    for values, expected in zip(computed, full["reference_logps"], strict=True):
+        if values is not None:
+            assert values == pytest.approx(expected, abs=1e-6)
+    torch.testing.assert_close(final_weights(skipping), final_weights(given), atol=1e-6, rtol=1e-5)
+
+
+def test_a_list_that_can_train_without_reference_log_probs_is_an_error(tmp_path):
+    """A reference column may leave out only lists that cannot train; one that can is named."""
+    model, tokenizer = tiny_model_and_tokenizer()
+    lists = verifier_lists(tokenizer)
+    collator = ListCollator(pad_token_id=tokenizer.pad_token_id)
+    reference = add_reference_logps(model, ListwiseTrainer.as_dataset(lists), collator)["reference_logps"]
+    settings = {"nll_weight": 1.0, "nll_min_score": 1.0}
+    inert_left_out = [{**x, "reference_logps": None if number == 1 else values}
+                      for number, (x, values) in enumerate(zip(lists, reference, strict=True))]  # fmt: skip
+    assert set(lists[1]["scores"]) == {0.0}
+    ListwiseTrainer(copy.deepcopy(model), config(tmp_path / "a", **settings), inert_left_out)
+    trainable_left_out = [{**x, "reference_logps": None if number in (0, 3) else values}
+                          for number, (x, values) in enumerate(zip(lists, reference, strict=True))]  # fmt: skip
+    with pytest.raises(ValueError, match=r"lists \[0, 3\] can train but have no reference_logps"):
+        ListwiseTrainer(copy.deepcopy(model), config(tmp_path / "b", **settings), trainable_left_out)

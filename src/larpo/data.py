@@ -127,7 +127,10 @@ class ListCollator:
         input_ids, attention_mask: ``[N, T]`` prompt+response of every real candidate, right-padded.
         response_mask: ``[N, T]`` bool, True on response tokens (the ones that are scored).
         list_mask: ``[B, m]`` bool, True for real candidates (row-major order matches the N axis).
-        scores, reference_logps: ``[B, m]`` when every example carries them.
+        scores: ``[B, m]`` when every example carries them.
+        reference_logps: ``[B, m]`` when any example carries them; the row of an example without them
+            holds zeros. :class:`~larpo.trainer.ListwiseTrainer` leaves them out only for lists that
+            cannot change a step, whose loss is zero whatever their log-probs, and checks that.
 
     Args:
         pad_token_id: id used for padding.
@@ -160,17 +163,24 @@ class ListCollator:
         attention_mask = in_sequence.long()
         response_mask = in_sequence & (positions >= torch.tensor(response_starts).unsqueeze(1))
 
-        counts = torch.tensor([len(e["response_ids"]) for e in examples])
-        list_mask = torch.arange(int(counts.max())).unsqueeze(0) < counts.unsqueeze(1)  # (B, m)
+        list_mask = list_mask_of([len(e["response_ids"]) for e in examples])  # (B, m)
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "response_mask": response_mask,
             "list_mask": list_mask,
         }
-        for key in ("scores", "reference_logps"):
-            if all(e.get(key) is not None for e in examples):
-                batch[key] = _pad_lists([e[key] for e in examples], list_mask)
+        if all(e.get("scores") is not None for e in examples):
+            batch["scores"] = pad_lists([e["scores"] for e in examples], list_mask)
+        reference = [e.get("reference_logps") for e in examples]
+        if any(values is not None for values in reference):
+            batch["reference_logps"] = pad_lists(
+                [
+                    [0.0] * len(e["response_ids"]) if values is None else values
+                    for e, values in zip(examples, reference, strict=True)
+                ],
+                list_mask,
+            )
         return batch
 
 
@@ -183,7 +193,13 @@ def select_lists(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str
     return {key: value[rows] if key in per_list else value[sequences] for key, value in batch.items()}
 
 
-def _pad_lists(values: list[Sequence[float]], list_mask: torch.Tensor) -> torch.Tensor:
+def list_mask_of(sizes: Sequence[int]) -> torch.Tensor:
+    """``[B, max(sizes)]`` bool: True in the first ``sizes[b]`` slots of row b (the real candidates)."""
+    counts = torch.tensor(list(sizes))
+    return torch.arange(int(counts.max())).unsqueeze(0) < counts.unsqueeze(1)
+
+
+def pad_lists(values: Sequence[Sequence[float]], list_mask: torch.Tensor) -> torch.Tensor:
     """``[B, m]`` float tensor with ``values`` in the real slots and 0 in padded slots."""
     out = torch.zeros(list_mask.shape, dtype=torch.float32)
     out[list_mask] = torch.tensor([float(v) for row in values for v in row], dtype=torch.float32)

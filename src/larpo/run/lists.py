@@ -2,8 +2,10 @@
 
 Lists are built from the candidates of the memorization window (:func:`larpo.candidates.build_lists`).
 With ``reference: initial`` each (prompt, response)'s reference log-prob is computed once and kept in
-the candidate store; with ``reference: previous`` it is computed with the policy of iteration s-1. A
-reference-free objective (``rft``, ``simpo``) gets none (``null``): no reference model is run.
+the candidate store; with ``reference: previous`` it is computed with the policy of iteration s-1. Only
+the lists that training reads them for get values (:func:`larpo.trainer.trainer.lists_reading_reference`);
+the others hold ``null``: every list of a reference-free objective (``rft``, ``simpo``), and a list that
+cannot change a step (every reply tied and none imitated, e.g. an all-wrong list under a binary verifier).
 """
 
 from __future__ import annotations
@@ -15,20 +17,25 @@ from larpo.adapters import without_adapters
 from larpo.candidates import CandidateList, build_lists, memorization_window
 from larpo.faults import fault_point
 from larpo.io import atomic_write_jsonl
-from larpo.losses import get_objective
 from larpo.run.context import RunContext
+from larpo.trainer.trainer import lists_reading_reference
 
 
 def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     """Build iteration ``s``'s candidate lists and attach reference log-probs."""
     iterations = list(memorization_window(s, ctx.config.memorization))
     lists, stats = build_lists(ctx.store.read_all(iterations), s, ctx.config.list_settings())
-    if get_objective(ctx.config.objective).reference_free:  # even where the store holds some (a resumed run)
-        lists = [dataclasses.replace(x, reference_logps=[None] * len(x.responses)) for x in lists]
-    elif ctx.config.reference == "initial":
-        lists = cached_reference_logps(ctx, lists, iterations, s)
-    else:
-        lists = fresh_reference_logps(ctx, lists, ctx.model_path(s - 1))
+    config = ctx.config
+    reading = lists_reading_reference([x.scores for x in lists], objective=config.objective,
+                                      nll_weight=config.nll_weight, nll_min_score=config.nll_min_score)  # fmt: skip
+    read = [x for x, r in zip(lists, reading, strict=True) if r]
+    if read and config.reference == "initial":
+        read = cached_reference_logps(ctx, read, iterations, s)
+    elif read:
+        read = fresh_reference_logps(ctx, read, ctx.model_path(s - 1))
+    with_values = iter(read)  # a list not read holds none, even where the store holds some (a resumed run)
+    lists = [next(with_values) if r else dataclasses.replace(x, reference_logps=[None] * len(x.responses))
+             for x, r in zip(lists, reading, strict=True)]  # fmt: skip
     path = ctx.iteration_dir(s) / "lists.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(path, (item.to_dict() for item in lists))
@@ -110,5 +117,6 @@ def preference_pairs(lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
         responses, reference = item["responses"], item.get("reference_logps")
         if len(responses) >= 2:
             pairs.append({"prompt": item["prompt"], "chosen": responses[0], "rejected": responses[-1],
-                          "reference": [reference[0], reference[-1]] if reference else None})  # fmt: skip
+                          "reference": [reference[0], reference[-1]] if reference and None not in reference
+                          else None})  # fmt: skip
     return pairs

@@ -84,7 +84,7 @@ def train_on_lists(ctx: RunContext, s: int, model, tokenizer, lists: list[dict[s
 
 def list_examples(ctx: RunContext, tokenizer, lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trainer's examples of an iteration's ``lists``: tokenized, with their scores and reference
-    log-probs (where the lists stage computed them)."""
+    log-probs (None where the lists stage computed none)."""
     examples = []
     texts = (untokenized_texts(x["prompt"], x["responses"], x.get("response_ids")) for x in lists)
     encoded = encode_texts(tokenizer, itertools.chain.from_iterable(texts))
@@ -93,8 +93,9 @@ def list_examples(ctx: RunContext, tokenizer, lists: list[dict[str, Any]]) -> li
                                 finished=item.get("finished"), end_token_id=ctx.chat.end_token_id,
                                 encoded=encoded)  # fmt: skip
         example["scores"] = item["scores"]
-        if None not in item["reference_logps"]:  # a reference-free objective's lists have none
-            example["reference_logps"] = item["reference_logps"]
+        # null for a list that training does not read them for (the lists stage computed none)
+        reference = item["reference_logps"]
+        example["reference_logps"] = None if None in reference else reference
         examples.append(example)
     return examples
 

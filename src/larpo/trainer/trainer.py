@@ -11,6 +11,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import datasets
@@ -22,7 +23,7 @@ from transformers import PreTrainedModel, Trainer
 
 from larpo.adapters import without_adapters
 from larpo.auto_settings import AUTO, LogprobSettings, choose_shared_prefix
-from larpo.data import ListCollator, select_lists
+from larpo.data import ListCollator, list_mask_of, pad_lists, select_lists
 from larpo.evaluation.metrics import implicit_rewards, ranking_stats
 from larpo.logprobs import auto_chunk_size, list_logps
 from larpo.losses import get_objective, has_nll_term, rows_with_gradient
@@ -68,17 +69,21 @@ class ListwiseTrainer(Trainer):
         self.logprob_settings = resolve_logprob_settings(model, args, train_dataset)
         logger.info("log-probs: %s", self.logprob_settings.describe())
 
-        # a reference-free objective (rft, simpo) never reads reference log-probs; its logged implicit
-        # rewards are beta * log pi where the data carries none
-        needs_reference = not self.objective.reference_free
-        has_reference = "reference_logps" in train_dataset.column_names
-        if needs_reference and ref_model is None and not has_reference:
-            if not args.precompute_reference_logps:
+        # training reads reference log-probs only for the lists of lists_reading_reference: none for a
+        # reference-free objective (rft, simpo; its logged implicit rewards are beta * log pi), and never for
+        # a list that cannot change a step
+        reading = lists_reading_reference(
+            self._list_scores(args, train_dataset), **self._trainable_settings(args)
+        )
+        if ref_model is None and any(reading):
+            if "reference_logps" in train_dataset.column_names:
+                check_reference_present(train_dataset["reference_logps"], reading)
+            elif not args.precompute_reference_logps:
                 raise ValueError(
                     f"objective {args.objective!r} needs reference log-probs: pass ref_model, add a "
                     "reference_logps column, or set precompute_reference_logps=True"
                 )
-            if args.precompute_reference_logps:
+            else:
                 # under the precision training will use, so that the policy starts exactly at the reference
                 with _training_autocast(model, args):
                     train_dataset = add_reference_logps(
@@ -88,6 +93,7 @@ class ListwiseTrainer(Trainer):
                         args.per_device_eval_batch_size,
                         self.logprob_settings.shared_prefix,
                         self.logprob_settings.chunk_size,
+                        rows=reading,
                     )
 
         super().__init__(
@@ -163,14 +169,21 @@ class ListwiseTrainer(Trainer):
         return (loss, {"policy_logps": policy}) if return_outputs else loss
 
     def _trainable_rows(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[B]`` bool: the lists of a batch that can change the step (every list unless
-        ``skip_inert_lists`` applies: scores given and an objective whose tied rows are inert)."""
-        mask = inputs["list_mask"]
+        """``[B]`` bool: the lists of a batch that can change the step (:func:`trainable_rows`)."""
         scores = inputs.get("scores") if self.args.use_scores else None
-        if scores is None or not (self.args.skip_inert_lists and self.objective.inert_tied_rows):
-            return mask.new_ones(mask.shape[0])
-        nll_term = has_nll_term(self.args.objective, self.args.nll_weight)
-        return rows_with_gradient(mask, scores, nll_term=nll_term, nll_min_score=self.args.nll_min_score)
+        return trainable_rows(inputs["list_mask"], scores, **self._trainable_settings(self.args))
+
+    @staticmethod
+    def _trainable_settings(args: ListwiseConfig) -> dict[str, Any]:
+        return {"objective": args.objective, "nll_weight": args.nll_weight, "nll_min_score": args.nll_min_score,
+                "skip_inert_lists": args.skip_inert_lists}  # fmt: skip
+
+    @staticmethod
+    def _list_scores(args: ListwiseConfig, dataset: datasets.Dataset) -> list:
+        """Each list's scores as training reads them (None: it reads none)."""
+        if args.use_scores and "scores" in dataset.column_names:
+            return list(dataset["scores"])
+        return [None] * len(dataset)
 
     def _record(self, policy, reference, lengths, mask, scores) -> None:
         rewards = implicit_rewards(policy, reference, self.args.beta, mask)
@@ -186,6 +199,48 @@ class ListwiseTrainer(Trainer):
                 logs[key] = sum(values) / len(values)
             self._stored_metrics.clear()
         super().log(logs, start_time)
+
+
+def trainable_rows(
+    mask: torch.Tensor,
+    scores: torch.Tensor | None,
+    *,
+    objective: str,
+    nll_weight: float,
+    nll_min_score: float | None,
+    skip_inert_lists: bool = True,
+) -> torch.Tensor:
+    """``[B]`` bool: the lists that can change a training step. Every list, unless ``skip_inert_lists``
+    applies (``scores`` given and an objective registered with ``inert_tied_rows``); then the lists of
+    :func:`larpo.losses.rows_with_gradient`, whose loss and gradient are exactly zero otherwise."""
+    if scores is None or not (skip_inert_lists and get_objective(objective).inert_tied_rows):
+        return mask.new_ones(mask.shape[0])
+    nll_term = has_nll_term(objective, nll_weight)
+    return rows_with_gradient(mask, scores, nll_term=nll_term, nll_min_score=nll_min_score)
+
+
+def lists_reading_reference(scores: Sequence[Sequence[float] | None], **settings: Any) -> list[bool]:
+    """Whether training reads each list's reference log-probs, given each list's ``scores`` (None: a list
+    trained without them) and :func:`trainable_rows`'s ``settings``: never for a reference-free objective,
+    else for the lists that can change a step. The loop's lists stage computes only these."""
+    if get_objective(settings["objective"]).reference_free:
+        return [False] * len(scores)
+    if not scores or any(values is None for values in scores):
+        return [True] * len(scores)
+    mask = list_mask_of([len(values) for values in scores])
+    return trainable_rows(mask, pad_lists(scores, mask), **settings).tolist()
+
+
+def check_reference_present(reference: Sequence[Sequence[float] | None], reading: Sequence[bool]) -> None:
+    """Raise ValueError naming the lists that training reads (``reading``) whose ``reference`` log-probs
+    are missing (None, or a None value)."""
+    missing = [i for i, (values, read) in enumerate(zip(reference, reading, strict=True))
+               if read and (values is None or None in values)]  # fmt: skip
+    if missing:
+        raise ValueError(
+            f"lists {missing[:5]} can train but have no reference_logps: give them values, or drop the "
+            "column to have them computed (precompute_reference_logps)"
+        )
 
 
 def scatter_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -236,22 +291,26 @@ def add_reference_logps(
     batch_size: int = 8,
     shared_prefix: bool = True,
     chunk_size: int = 0,
+    rows: Sequence[bool] | None = None,
 ) -> datasets.Dataset:
-    """Return ``dataset`` with a ``reference_logps`` column computed by ``model`` in eval mode.
+    """Return ``dataset`` with a ``reference_logps`` column computed by ``model`` in eval mode, for the
+    examples where ``rows`` is True (None: all); the others get None.
 
     A peft model's reference is its base: its adapters are disabled meanwhile.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    column: list[list[float]] = []
+    column: list[list[float] | None] = [None] * len(dataset)
+    computed = [i for i in range(len(dataset)) if rows is None or rows[i]]
     with without_adapters(model):
-        for start in range(0, len(dataset), batch_size):
-            examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        for start in range(0, len(computed), batch_size):
+            indices = computed[start : start + batch_size]
+            examples = [dataset[i] for i in indices]
             batch = {k: v.to(device) for k, v in collator(examples).items()}
             logps, _ = list_logps(model, batch, shared_prefix=shared_prefix, chunk_size=chunk_size)
-            for row, example in enumerate(examples):
-                column.append(logps[row, : len(example["response_ids"])].tolist())
+            for row, (i, example) in enumerate(zip(indices, examples, strict=True)):
+                column[i] = logps[row, : len(example["response_ids"])].tolist()
     model.train(was_training)
     if "reference_logps" in dataset.column_names:
         dataset = dataset.remove_columns("reference_logps", new_fingerprint=uuid.uuid4().hex)
