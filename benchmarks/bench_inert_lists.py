@@ -13,16 +13,14 @@ difference, per iteration; writes ``inert_lists.json`` and ``.md`` to ``--output
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from benchutil import machine_info, run_header, write_markdown
+from benchutil import iteration_benchmark, write_markdown
 from larpo.data import ListCollator
 from larpo.run.config import RunConfig
 from larpo.run.context import RunContext
@@ -67,25 +65,15 @@ def measure(ctx: RunContext, s: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--iterations", type=int, nargs="+", default=[0])
-    parser.add_argument("--output", type=Path, default=Path("docs/benchmarks"))
-    args = parser.parse_args(argv)
-    manifest = json.loads((args.run_dir / "manifest.json").read_text())
-    ctx = RunContext.open(RunConfig(**manifest["config"]))
-    rows = [measure(ctx, s) for s in args.iterations]
-    threads = torch.get_num_threads()
-    result = {**run_header(threads), "machine": machine_info(threads, alone=True), "run": str(args.run_dir),
-              "rows": rows}  # fmt: skip
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "inert_lists.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(args.output / "inert_lists.md", [
+    output, result = iteration_benchmark(__doc__, measure, argv)
+    rows, run_dir = result["rows"], result["run"]
+    (output / "inert_lists.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown(output / "inert_lists.md", [
         "# Skipping the lists that cannot train",
         "",
         f"Command: `{result['command']}`. Machine: {result['machine']}. Date: {result['date']}.",
         "",
-        f"The train stage of `{args.run_dir}`'s iterations, on the same lists, starting model and settings, "
+        f"The train stage of `{run_dir}`'s iterations, on the same lists, starting model and settings, "
         "twice in one process: every list through the model, then only the lists that can train (a preference "
         "pair, or a best reply the NLL term imitates; the others are all-wrong lists that add nothing to the "
         "loss or its gradient). Seconds: `trainer.train()`, its passes and optimizer steps. Weight "

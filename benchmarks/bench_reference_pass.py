@@ -12,16 +12,11 @@ lists both compute; writes ``reference_pass.json`` and ``.md`` to ``--output``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-import torch
-
-from benchutil import machine_info, run_header, write_markdown
-from larpo.run.config import RunConfig
+from benchutil import iteration_benchmark, write_markdown
 from larpo.run.context import RunContext
 from larpo.run.train import read_lists
 from larpo.trainer.trainer import lists_reading_reference
@@ -42,6 +37,11 @@ def reference_pass(ctx: RunContext, lists: list[dict]) -> tuple[float, list[floa
 
 def measure(ctx: RunContext, s: int) -> dict:
     """One iteration's reference pass both ways: lists, the ones read, seconds, largest value difference."""
+    if ctx.config.reference != "initial" or ctx.lora:
+        print(
+            "larpo: error: this benchmark measures a full-weight run with reference: initial", file=sys.stderr
+        )
+        raise SystemExit(2)
     config, lists = ctx.config, read_lists(ctx, s)
     reading = lists_reading_reference([x["scores"] for x in lists], objective=config.objective,
                                       nll_weight=config.nll_weight, nll_min_score=config.nll_min_score)  # fmt: skip
@@ -61,30 +61,15 @@ def measure(ctx: RunContext, s: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--iterations", type=int, nargs="+", default=[0])
-    parser.add_argument("--output", type=Path, default=Path("docs/benchmarks"))
-    args = parser.parse_args(argv)
-    manifest = json.loads((args.run_dir / "manifest.json").read_text())
-    ctx = RunContext.open(RunConfig(**manifest["config"]))
-    if ctx.config.reference != "initial" or ctx.lora:
-        print(
-            "larpo: error: this benchmark measures a full-weight run with reference: initial", file=sys.stderr
-        )
-        raise SystemExit(2)
-    rows = [measure(ctx, s) for s in args.iterations]
-    threads = torch.get_num_threads()
-    result = {**run_header(threads), "machine": machine_info(threads, alone=True), "run": str(args.run_dir),
-              "rows": rows}  # fmt: skip
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "reference_pass.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(args.output / "reference_pass.md", [
+    output, result = iteration_benchmark(__doc__, measure, argv)
+    rows, run_dir = result["rows"], result["run"]
+    (output / "reference_pass.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown(output / "reference_pass.md", [
         "# The reference pass of the lists that can train",
         "",
         f"Command: `{result['command']}`. Machine: {result['machine']}. Date: {result['date']}.",
         "",
-        f"The reference log-probs of `{args.run_dir}`'s lists, with its initial model, twice in one process: "
+        f"The reference log-probs of `{run_dir}`'s lists, with its initial model, twice in one process: "
         "for every list's candidates, then only for the lists that training reads (those that can change a "
         "step). Value difference: the largest between the two passes on the lists both compute (float "
         "rounding: the batches differ).",

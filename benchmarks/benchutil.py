@@ -3,6 +3,7 @@ a synthetic fixed-length vocabulary and a mid-sized Llama built locally."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -257,3 +259,27 @@ def write_markdown(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def iteration_benchmark(doc: str, measure: Callable[..., dict], argv: list[str] | None) -> tuple[Path, dict]:
+    """The command line of a benchmark that measures iterations of a finished ``larpo run``, ``RUN_DIR
+    [--iterations S ...] [--output DIR]`` (``doc``'s first line its description): ``measure(ctx, s)`` on each
+    iteration of the run's context. Returns the output folder and the result: the run header, the machine
+    (one run at a time), the run folder and the rows."""
+    import torch
+
+    from larpo.run.config import RunConfig
+    from larpo.run.context import RunContext
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--iterations", type=int, nargs="+", default=[0])
+    parser.add_argument("--output", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args(argv)
+    manifest = json.loads((args.run_dir / "manifest.json").read_text())
+    ctx = RunContext.open(RunConfig(**manifest["config"]))
+    rows = [measure(ctx, s) for s in args.iterations]
+    threads = torch.get_num_threads()
+    args.output.mkdir(parents=True, exist_ok=True)
+    return args.output, {**run_header(threads), "machine": machine_info(threads, alone=True),
+                         "run": str(args.run_dir), "rows": rows}  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from larpo.losses import OBJECTIVES
-from larpo.run.config import RunConfig, load_run_config
+from larpo.run.config import load_run_config
 from larpo.store import read_records
 from tests.helpers import K, check_store, read_lists, run, settings
 
@@ -283,15 +283,15 @@ def test_the_reference_pass_benchmark_computes_the_lists_read_with_the_values_of
     computes only the other lists' candidates, to the values the full pass gives them."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import bench_reference_pass
-    from larpo.run.context import RunContext
 
     run_dir = tmp_path / "run"
     reward = str(Path(__file__).with_name("rewards_for_tests.py")) + ":odd_only"
-    manifest = run(workspace, run_dir, f"reward={reward}", "drop_all_tied=false", "objective=listmle",
-                   "nll_weight=0.0", "iterations=1")  # fmt: skip
+    run(workspace, run_dir, f"reward={reward}", "drop_all_tied=false", "objective=listmle", "nll_weight=0.0",
+        "iterations=1")  # fmt: skip
     lists = read_lists(run_dir, 0)
     ranked = [item for item in lists if len(set(item["scores"])) > 1]
-    row = bench_reference_pass.measure(RunContext.open(RunConfig(**manifest["config"])), 0)
+    bench_reference_pass.main([str(run_dir), "--output", str(tmp_path / "out")])
+    [row] = json.loads((tmp_path / "out" / "reference_pass.json").read_text())["rows"]
     assert (row["lists"], row["lists_read"]) == (len(lists), len(ranked))
     assert row["candidates_read"] == sum(len(item["responses"]) for item in ranked) < row["candidates"]
     assert row["max_value_difference"] < 1e-5
