@@ -18,8 +18,8 @@ import time
 
 from benchutil import iteration_benchmark, write_markdown
 from larpo.run.context import RunContext
+from larpo.run.lists import lists_read
 from larpo.run.train import read_lists
-from larpo.trainer.trainer import lists_reading_reference
 
 
 def reference_pass(ctx: RunContext, lists: list[dict]) -> tuple[float, list[float]]:
@@ -43,8 +43,7 @@ def measure(ctx: RunContext, s: int) -> dict:
         )
         raise SystemExit(2)
     config, lists = ctx.config, read_lists(ctx, s)
-    reading = lists_reading_reference([x["scores"] for x in lists], objective=config.objective,
-                                      nll_weight=config.nll_weight, nll_min_score=config.nll_min_score)  # fmt: skip
+    reading = lists_read(config, [x["scores"] for x in lists])
     read = [x for x, r in zip(lists, reading, strict=True) if r]
     reference_pass(ctx, lists[:2])  # warm-up: the first pass of a process pays for kernel setup
     every_seconds, every_values = reference_pass(ctx, lists)

@@ -26,8 +26,7 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     iterations = list(memorization_window(s, ctx.config.memorization))
     lists, stats = build_lists(ctx.store.read_all(iterations), s, ctx.config.list_settings())
     config = ctx.config
-    reading = lists_reading_reference([x.scores for x in lists], objective=config.objective,
-                                      nll_weight=config.nll_weight, nll_min_score=config.nll_min_score)  # fmt: skip
+    reading = lists_read(config, [x.scores for x in lists])
     read = [x for x, r in zip(lists, reading, strict=True) if r]
     if read and config.reference == "initial":
         read = cached_reference_logps(ctx, read, iterations, s)
@@ -41,6 +40,13 @@ def stage(ctx: RunContext, s: int) -> dict[str, Any]:
     atomic_write_jsonl(path, (item.to_dict() for item in lists))
     fault_point("lists.write")
     return stats.as_dict()
+
+
+def lists_read(config, scores: list[list[float]]) -> list[bool]:
+    """:func:`~larpo.trainer.trainer.lists_reading_reference` for a run's lists (``scores``, one per list),
+    under its ``config``'s objective and NLL term, with the trainer's ``skip_inert_lists``."""
+    return lists_reading_reference(scores, objective=config.objective, nll_weight=config.nll_weight,
+                                   nll_min_score=config.nll_min_score)  # fmt: skip
 
 
 def cached_reference_logps(
