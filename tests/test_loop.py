@@ -295,3 +295,21 @@ def test_the_reference_pass_benchmark_computes_the_lists_read_with_the_values_of
     assert (row["lists"], row["lists_read"]) == (len(lists), len(ranked))
     assert row["candidates_read"] == sum(len(item["responses"]) for item in ranked) < row["candidates"]
     assert row["max_value_difference"] < 1e-5
+
+
+def test_the_unread_candidates_benchmark_trains_the_best_replies_alone_to_the_same_weights(
+    workspace, tmp_path
+):
+    """benchmarks/bench_unread_candidates.py on an rft run: the second training computes only each list's
+    best replies and ends at the weights of computing every candidate."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_unread_candidates
+
+    run_dir = tmp_path / "run"
+    run(workspace, run_dir, "objective=rft", "iterations=1")
+    lists = read_lists(run_dir, 0)
+    best = sum(item["scores"].count(max(item["scores"])) for item in lists)
+    bench_unread_candidates.main([str(run_dir), "--output", str(tmp_path / "out")])
+    [row] = json.loads((tmp_path / "out" / "unread_candidates.json").read_text())["rows"]
+    assert row["read_candidates"] == best < row["candidates"] == sum(len(item["responses"]) for item in lists)
+    assert row["max_weight_difference"] < 1e-5

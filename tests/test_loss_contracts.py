@@ -11,6 +11,7 @@ from larpo.losses import (
     get_objective,
     has_nll_term,
     pairwise_loss,
+    read_candidates,
     rows_with_gradient,
 )
 
@@ -210,3 +211,55 @@ def test_scores_count_only_up_to_a_positive_affine_map_per_list(name, lambda_wei
     if name in RANKING:  # a map that changes the order does change a ranking loss
         reversed_loss, _ = loss_and_gradient(-scores)
         assert not torch.isclose(reversed_loss, raw_loss)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("with_scores", [False, True])
+@pytest.mark.parametrize("nll", [{}, {"nll_weight": 1.0}, {"nll_weight": 1.0, "nll_min_score": 0.5}])
+def test_candidates_outside_the_registered_reads_change_nothing(name, with_scores, nll):
+    """The trainer computes only the candidates of an objective's ``reads`` (zeros elsewhere): any values
+    there must leave the loss and the gradient alone, with the NLL term on. Scores with ties at the top
+    and bottom, so that tied best and worst candidates count as read."""
+    if "nll_min_score" in nll and not with_scores:
+        pytest.skip("nll_min_score needs scores")
+    policy, reference, lengths, _ = random_lists(size=6)
+    scores = torch.tensor([[2.0, 2.0, 1.0, 0.5, 0.0, 0.0], [1.0, 0.7, 0.6, 0.5, 0.4, 0.0],
+                           [0.3, 0.2, 0.2, 0.1, 0.1, 0.1], [5.0, 4.0, 3.0, 3.0, 3.0, 1.0]])  # fmt: skip
+    mask = torch.arange(6).unsqueeze(0) < torch.tensor([[6], [5], [6], [4]])
+    extra = {"scores": scores} if with_scores else {}
+    read = read_candidates(mask, extra.get("scores"), get_objective(name).reads)
+
+    def loss_and_gradient(policy_values, reference_values, length_values):
+        policy_values = policy_values.clone().requires_grad_()
+        loss = call(name, policy_values, reference_values, mask, lengths=length_values, **extra, **nll)
+        loss.backward()
+        return loss.detach(), torch.where(read, policy_values.grad, 0.0)
+
+    zero = torch.zeros(())
+    expected = loss_and_gradient(policy, reference, lengths)
+    only_read = loss_and_gradient(
+        torch.where(read, policy, zero), torch.where(read, reference, zero), torch.where(read, lengths, zero)
+    )
+    torch.testing.assert_close(only_read, expected)
+    if get_objective(name).reads != "all":
+        assert (mask & ~read).any()  # the test leaves something out
+
+
+def test_read_candidates_of_each_reads_value():
+    """best_and_worst: every candidate tied with the top or the bottom score; best: those at the top;
+    without scores, candidate 0 and the last real one."""
+    mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    scores = torch.tensor([[1.0, 1.0, 0.5, 0.0], [0.5, 0.2, 0.2, 9.0]])
+    assert read_candidates(mask, scores, "all").equal(mask)
+    assert read_candidates(mask, scores, "best_and_worst").tolist() == [
+        [True, True, False, True], [True, True, True, False]
+    ]  # fmt: skip
+    assert read_candidates(mask, scores, "best").tolist() == [
+        [True, True, False, False],
+        [True, False, False, False],
+    ]
+    assert read_candidates(mask, None, "best_and_worst").tolist() == [
+        [True, False, False, True], [True, False, True, False]
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="reads must be"):
+        read_candidates(mask, scores, "some")

@@ -226,6 +226,51 @@ def test_skipping_inert_lists_trains_the_same_weights_with_fewer_sequences(tmp_p
         assert sequences[True] < sequences[False]
 
 
+def graded_lists(tokenizer):
+    """Lists as a graded reward leaves them: ties at the top and bottom and candidates in between, one
+    list all wrong (inert) and one all right (imitated)."""
+    rows = ([1.0, 0.5, 0.5, 0.0], [1.0, 1.0, 0.5, 0.0], [0.5, 0.25, 0.0, 0.0], [0.0] * 4, [1.0] * 4,
+            [0.75, 0.5, 0.25, 0.0])  # fmt: skip
+    lists = arithmetic_lists(tokenizer, 12, 4)
+    for number, example in enumerate(lists):
+        example["scores"] = list(rows[number % len(rows)])
+    return lists
+
+
+@pytest.mark.parametrize(("name", "candidates"), [("pairwise", 28), ("rft", 18), ("contrastive", 40)])
+def test_training_computes_only_the_candidates_its_objective_reads(tmp_path, name, candidates):
+    """pairwise reads each list's best and worst (ties included), rft its best; the trainer runs only those
+    of the lists that can train and reaches the same weights as computing every candidate (48 sequences:
+    12 lists of 4). Per 6 lists: pairwise 2 + 3 + 3 + 0 + 4 + 2, rft 1 + 2 + 1 + 0 + 4 + 1 (the all-right
+    list's candidates are all best), contrastive 4 for each of the 5 lists that can train."""
+    trained, sequences = {}, {}
+    for skip in (False, True):
+        model, tokenizer = tiny_model_and_tokenizer()
+        seen = []
+
+        def count(module, args, kwargs, seen=seen):
+            seen.append(len(kwargs["input_ids"]))
+
+        args = config(
+            tmp_path / str(skip),
+            objective=name,
+            per_device_train_batch_size=3,
+            num_train_epochs=1,
+            nll_weight=1.0,
+            nll_min_score=1.0,
+            skip_inert_lists=skip,
+            shared_prefix=False,
+        )  # fmt: skip  (one pass per candidate, none per prompt)
+        trainer = ListwiseTrainer(model, args, graded_lists(tokenizer), processing_class=tokenizer)
+        model.register_forward_pre_hook(count, with_kwargs=True)  # training's passes, not the reference's
+        trainer.train()
+        trained[skip] = [p.detach().clone() for p in model.parameters()]
+        sequences[skip] = sum(seen)
+    for plain, skipped in zip(trained[False], trained[True], strict=True):
+        torch.testing.assert_close(skipped, plain, rtol=1e-5, atol=1e-6)
+    assert sequences == {False: 48, True: candidates}
+
+
 @pytest.mark.parametrize("name", ["rft", "simpo"])
 def test_a_reference_free_objective_runs_no_reference_pass(tmp_path, name, monkeypatch):
     """Without a reference column a reference-free objective trains as it does with one, and the trainer

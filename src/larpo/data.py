@@ -119,6 +119,10 @@ def tokenize_chat_list(
     )
 
 
+PER_LIST = frozenset({"list_mask", "scores", "reference_logps"})
+"""The keys of a collated batch that hold one ``[B, m]`` row per list; the others one row per sequence."""
+
+
 @dataclass
 class ListCollator:
     """Pad a batch of list examples.
@@ -184,13 +188,18 @@ class ListCollator:
         return batch
 
 
-def select_lists(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The lists of a collated ``batch`` (:class:`ListCollator`) where ``rows`` (``[B]`` bool) is True, with
-    their candidates' sequences; padding width unchanged."""
-    candidate_rows = batch["list_mask"].nonzero()[:, 0]
-    sequences = rows[candidate_rows]  # (N,): the candidates of the chosen lists
-    per_list = {"list_mask", "scores", "reference_logps"}
-    return {key: value[rows] if key in per_list else value[sequences] for key, value in batch.items()}
+def select_candidates(batch: dict[str, torch.Tensor], read: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The candidates of a collated ``batch`` (:class:`ListCollator`) where ``read`` (``[B, m]`` bool, within
+    its ``list_mask``) is True: their sequences, and the lists that keep one, each packed to the front of
+    its row in the same order; padding width unchanged."""
+    kept = read[batch["list_mask"]]  # (N,): per sequence, in the collator's order
+    rows = read.any(dim=1)
+    list_mask = list_mask_of(read[rows].sum(dim=1).tolist()).to(read.device)
+    selected = {key: value[kept] for key, value in batch.items() if key not in PER_LIST}
+    selected["list_mask"] = list_mask
+    for key in PER_LIST & batch.keys() - {"list_mask"}:
+        selected[key] = batch[key].new_zeros(list_mask.shape).masked_scatter(list_mask, batch[key][read])
+    return selected
 
 
 def list_mask_of(sizes: Sequence[int]) -> torch.Tensor:

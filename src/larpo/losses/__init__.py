@@ -23,6 +23,7 @@ _FUNCTIONS = {
     "pairwise_loss": "pairwise", "contrastive_loss": "contrastive", "lambdarank_loss": "lambdarank",
     "listmle_loss": "listmle", "simpo_loss": "baselines", "ipo_loss": "baselines", "rft_loss": "rft",
     "delta_ndcg_weights": "lambda_weights", "preference_pairs": "_lists", "rows_with_gradient": "_lists",
+    "read_candidates": "_lists",
 }  # fmt: skip
 """Functions of this package, each imported (with torch) from its module on first use."""
 
@@ -35,8 +36,9 @@ _BUILT_IN = {"inert_tied_rows": True}
 """What every built-in objective shares: an all-tied row outside its NLL term gets no gradient."""
 
 register_objective(
-    "pairwise", _path("pairwise_loss"), kind="ranking", summary="DPO: best vs last candidate", **_BUILT_IN
-)
+    "pairwise", _path("pairwise_loss"), kind="ranking", summary="DPO: best vs last candidate",
+    reads="best_and_worst", **_BUILT_IN,
+)  # fmt: skip
 register_objective(
     "contrastive", _path("contrastive_loss"), kind="ranking", summary="InfoNCE: best vs all others",
     **_BUILT_IN,
@@ -55,17 +57,20 @@ register_objective(
     kind="baseline",
     reference_free=True,
     summary="SimPO: reference-free, length-normalised",
+    reads="best_and_worst",
     **_BUILT_IN,
 )
 register_objective(
-    "ipo", _path("ipo_loss"), kind="baseline", summary="IPO: squared log-ratio margin", **_BUILT_IN
-)
+    "ipo", _path("ipo_loss"), kind="baseline", summary="IPO: squared log-ratio margin",
+    reads="best_and_worst", **_BUILT_IN,
+)  # fmt: skip
 register_objective(
     "rft",
     _path("rft_loss"),
     kind="control",
     reference_free=True,
     summary="control: NLL of the best candidate only",
+    reads="best",
     **_BUILT_IN,
 )
 
@@ -92,6 +97,7 @@ __all__ = [
     "listmle_loss",
     "pairwise_loss",
     "preference_pairs",
+    "read_candidates",
     "register_objective",
     "rft_loss",
     "rows_with_gradient",

@@ -135,6 +135,21 @@ def rows_with_gradient(
     return trained
 
 
+def read_candidates(mask: Tensor, scores: Tensor | None, reads: str) -> Tensor:
+    """``[B, m]`` bool: the candidates whose log-probs a loss that ``reads`` (an objective's
+    :attr:`~larpo.losses.registry.Objective.reads`) can use: every real one (``all``), those of
+    :func:`best_and_worst` (``best_and_worst``), or the best only (``best``). The NLL term reads the best,
+    which each of them includes; any other candidate's value is multiplied by zero or never indexed."""
+    if reads == "all":
+        return mask
+    best, worst = best_and_worst(mask, scores)
+    if reads == "best_and_worst":
+        return best | worst
+    if reads == "best":
+        return best
+    raise ValueError(f"reads must be all, best_and_worst or best, got {reads!r}")
+
+
 def preference_pairs(mask: Tensor, scores: Tensor | None = None) -> Tensor:
     """``[B, m, m]`` bool: True where candidate i should rank above candidate j.
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 LossFn = Callable[..., "Tensor"]
 Kind = Literal["ranking", "baseline", "control"]
+Reads = Literal["all", "best_and_worst", "best"]
 
 # Arguments every objective takes positionally; anything else is an objective option.
 _POSITIONAL = ("policy_logps", "reference_logps", "beta", "mask")
@@ -42,6 +43,10 @@ class Objective:
         inert_tied_rows: True when a row outside :func:`larpo.losses.rows_with_gradient` adds exactly zero
             to the loss and its gradient (every built-in objective), so the trainer may skip its forward
             pass; False (a user's objective, unless it says so): every row is computed.
+        reads: the candidates of a row the loss reads (:func:`larpo.losses.read_candidates`): ``all``,
+            ``best_and_worst`` (the best and the worst, every tied one included: pairwise, simpo, ipo) or
+            ``best`` (rft). With ``inert_tied_rows`` the trainer skips the forward pass of the others,
+            whose values the loss multiplies by zero or never indexes.
     """
 
     name: str
@@ -50,6 +55,7 @@ class Objective:
     reference_free: bool
     summary: str
     inert_tied_rows: bool = False
+    reads: Reads = "all"
 
     @property
     def fn(self) -> LossFn:
@@ -79,6 +85,7 @@ def register_objective(
     reference_free: bool = False,
     summary: str = "",
     inert_tied_rows: bool = False,
+    reads: Reads = "all",
 ) -> Objective:
     """Add ``fn`` (a function, or the ``"module:function"`` path of one) to the registry under ``name``
     and return its entry."""
@@ -88,7 +95,7 @@ def register_objective(
         raise TypeError(f"objective {name!r} must start with the arguments {', '.join(_POSITIONAL)}")
     entry = Objective(
         name=name, target=fn, kind=kind, reference_free=reference_free, summary=summary,
-        inert_tied_rows=inert_tied_rows,
+        inert_tied_rows=inert_tied_rows, reads=reads,
     )  # fmt: skip
     OBJECTIVES[name] = entry
     return entry

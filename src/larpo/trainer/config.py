@@ -81,9 +81,11 @@ class ListwiseConfig(TrainingArguments):
         default=True,
         metadata={
             "help": "skip the forward and backward passes of lists that cannot change a step: every reply tied "
-            "(an all-wrong list under a binary verifier) and none imitated by the NLL term. The loss and "
-            "the update are the same (such a list still counts in the mean over lists); for objectives registered "
-            "with inert_tied_rows (every built-in one)"
+            "(an all-wrong list under a binary verifier) and none imitated by the NLL term; and of the candidates "
+            "the objective does not read (registered reads: pairwise, simpo and ipo read the best and the worst, "
+            "rft the best). The loss and the update are the same (a skipped list still counts in the mean over "
+            "lists; logged ranking metrics cover the candidates computed); for objectives registered with "
+            "inert_tied_rows (every built-in one)"
         },
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "list examples need all columns"})

@@ -23,10 +23,10 @@ from transformers import PreTrainedModel, Trainer
 
 from larpo.adapters import without_adapters
 from larpo.auto_settings import AUTO, LogprobSettings, choose_shared_prefix
-from larpo.data import ListCollator, list_mask_of, pad_lists, select_lists
+from larpo.data import ListCollator, list_mask_of, pad_lists, select_candidates
 from larpo.evaluation.metrics import implicit_rewards, ranking_stats
 from larpo.logprobs import auto_chunk_size, list_logps
-from larpo.losses import get_objective, has_nll_term, rows_with_gradient
+from larpo.losses import get_objective, has_nll_term, read_candidates, rows_with_gradient
 from larpo.trainer.config import ListwiseConfig
 
 logger = logging.getLogger(__name__)
@@ -129,13 +129,12 @@ class ListwiseTrainer(Trainer):
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs=False, num_items_in_batch=None
     ):
-        """Loss of one batch of lists: log-probs of the lists that can train, then the registered objective
-        over the whole batch (a skipped list's slots hold zeros the objective masks out)."""
+        """Loss of one batch of lists: log-probs of the candidates the objective reads in the lists that can
+        train, then the registered objective over the whole batch (the other slots hold zeros it masks out
+        or multiplies by zero)."""
         trained = self._trainable_rows(inputs)
-        # a batch with nothing to train still runs one list, so that every engine sees a forward and an
-        # exactly zero gradient (the optimizer steps, as it would on the whole batch)
-        computed = trained if trained.any() else torch.arange(len(trained), device=trained.device) == 0
-        batch = inputs if computed.all() else select_lists(inputs, computed)
+        read = self._read_candidates(inputs, trained)
+        batch = inputs if bool((read == inputs["list_mask"]).all()) else select_candidates(inputs, read)
         settings = self.logprob_settings
         options = {"shared_prefix": settings.shared_prefix, "chunk_size": settings.chunk_size}
         # the model's forward runs under the accelerator's autocast; a chunked LM head must run under it too
@@ -148,10 +147,10 @@ class ListwiseTrainer(Trainer):
         scores = batch.get("scores") if self.args.use_scores else None
         if trained.any():
             self._record(policy.detach(), reference, lengths, batch["list_mask"], scores)
-        if not computed.all():
+        if batch is not inputs:
             policy, lengths, reference = (
-                None if rows is None else scatter_rows(rows, computed)
-                for rows in (policy, lengths, reference)
+                None if values is None else scatter_candidates(values, batch["list_mask"], read)
+                for values in (policy, lengths, reference)
             )
         mask = inputs["list_mask"]
         gate = {} if self.args.nll_min_score is None else {"nll_min_score": self.args.nll_min_score}
@@ -172,6 +171,20 @@ class ListwiseTrainer(Trainer):
         """``[B]`` bool: the lists of a batch that can change the step (:func:`trainable_rows`)."""
         scores = inputs.get("scores") if self.args.use_scores else None
         return trainable_rows(inputs["list_mask"], scores, **self._trainable_settings(self.args))
+
+    def _read_candidates(self, inputs: dict[str, torch.Tensor], trained: torch.Tensor) -> torch.Tensor:
+        """``[B, m]`` bool: the candidates whose log-probs the step computes. With ``skip_inert_lists``
+        (and an objective registered with ``inert_tied_rows``), those the objective reads
+        (:func:`larpo.losses.read_candidates`) in the lists that can train; a batch with nothing to train
+        still runs its first list, so that every engine sees a forward and an exactly zero gradient (the
+        optimizer steps, as it would on the whole batch). Otherwise every candidate. ``trained``: the
+        batch's :meth:`_trainable_rows`."""
+        mask = inputs["list_mask"]
+        if not (self.args.skip_inert_lists and self.objective.inert_tied_rows):
+            return mask
+        computed = trained if trained.any() else torch.arange(len(trained), device=trained.device) == 0
+        scores = inputs.get("scores") if self.args.use_scores else None
+        return read_candidates(mask, scores, self.objective.reads) & computed.unsqueeze(1)
 
     @staticmethod
     def _trainable_settings(args: ListwiseConfig) -> dict[str, Any]:
@@ -243,11 +256,11 @@ def check_reference_present(reference: Sequence[Sequence[float] | None], reading
         )
 
 
-def scatter_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``[B, m]`` zeros with ``values`` (``[rows.sum(), m]``) in the rows where ``rows`` is True; the
-    gradient flows to ``values``."""
-    full = values.new_zeros((len(rows), values.shape[1]))
-    return full.index_copy(0, rows.nonzero()[:, 0], values)
+def scatter_candidates(values: torch.Tensor, packed_mask: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+    """``[B, m]`` zeros with the real entries of ``values`` (a batch of :func:`larpo.data.select_candidates`,
+    whose list mask is ``packed_mask``) back in the slots where ``read`` is True; the gradient flows to
+    ``values``."""
+    return values.new_zeros(read.shape).masked_scatter(read, values[packed_mask])
 
 
 def resolve_logprob_settings(
