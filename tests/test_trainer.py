@@ -197,10 +197,10 @@ def verifier_lists(tokenizer):
     return lists
 
 
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_skipping_inert_lists_trains_the_same_weights_with_fewer_sequences(tmp_path, batch_size):
-    """An all-wrong list cannot change a step: skipping its forward pass leaves every update the same
-    (the optimizer still steps on a batch of them, and such a list still counts in the batch mean)."""
+def trained_with_and_without_skipping(tmp_path, make_lists, **settings):
+    """Train a fresh tiny model on ``make_lists(tokenizer)`` with ``skip_inert_lists`` off, then on. Returns
+    the initial weights, each training's final weights and the sequences each training's passes ran
+    (counted at the model's forward, after the reference pass), keyed by the setting."""
     trained, sequences = {}, {}
     for skip in (False, True):
         model, tokenizer = tiny_model_and_tokenizer()
@@ -210,15 +210,25 @@ def test_skipping_inert_lists_trains_the_same_weights_with_fewer_sequences(tmp_p
         def count(module, args, kwargs, seen=seen):
             seen.append(len(kwargs["input_ids"]))
 
-        args = config(tmp_path / str(skip), per_device_train_batch_size=batch_size, num_train_epochs=2,
-                      nll_weight=1.0, nll_min_score=1.0, skip_inert_lists=skip)  # fmt: skip
-        trainer = ListwiseTrainer(model, args, verifier_lists(tokenizer), processing_class=tokenizer)
+        args = config(tmp_path / str(skip), skip_inert_lists=skip, **settings)
+        trainer = ListwiseTrainer(model, args, make_lists(tokenizer), processing_class=tokenizer)
         model.register_forward_pre_hook(count, with_kwargs=True)  # training's passes, not the reference's
         trainer.train()
         trained[skip] = [p.detach().clone() for p in model.parameters()]
         sequences[skip] = sum(seen)
     for plain, skipped in zip(trained[False], trained[True], strict=True):
         torch.testing.assert_close(skipped, plain, rtol=1e-5, atol=1e-6)
+    return initial, trained, sequences
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_skipping_inert_lists_trains_the_same_weights_with_fewer_sequences(tmp_path, batch_size):
+    """An all-wrong list cannot change a step: skipping its forward pass leaves every update the same
+    (the optimizer still steps on a batch of them, and such a list still counts in the batch mean)."""
+    initial, trained, sequences = trained_with_and_without_skipping(
+        tmp_path, verifier_lists, per_device_train_batch_size=batch_size, num_train_epochs=2, nll_weight=1.0,
+        nll_min_score=1.0,
+    )  # fmt: skip
     assert any((a - b).abs().max() > 1e-3 for a, b in zip(initial, trained[True], strict=True))
     if batch_size == 1:  # a batch of one inert list still runs it: the step needs a forward
         assert sequences[True] == sequences[False]
@@ -242,32 +252,12 @@ def test_training_computes_only_the_candidates_its_objective_reads(tmp_path, nam
     """pairwise reads each list's best and worst (ties included), rft its best; the trainer runs only those
     of the lists that can train and reaches the same weights as computing every candidate (48 sequences:
     12 lists of 4). Per 6 lists: pairwise 2 + 3 + 3 + 0 + 4 + 2, rft 1 + 2 + 1 + 0 + 4 + 1 (the all-right
-    list's candidates are all best), contrastive 4 for each of the 5 lists that can train."""
-    trained, sequences = {}, {}
-    for skip in (False, True):
-        model, tokenizer = tiny_model_and_tokenizer()
-        seen = []
-
-        def count(module, args, kwargs, seen=seen):
-            seen.append(len(kwargs["input_ids"]))
-
-        args = config(
-            tmp_path / str(skip),
-            objective=name,
-            per_device_train_batch_size=3,
-            num_train_epochs=1,
-            nll_weight=1.0,
-            nll_min_score=1.0,
-            skip_inert_lists=skip,
-            shared_prefix=False,
-        )  # fmt: skip  (one pass per candidate, none per prompt)
-        trainer = ListwiseTrainer(model, args, graded_lists(tokenizer), processing_class=tokenizer)
-        model.register_forward_pre_hook(count, with_kwargs=True)  # training's passes, not the reference's
-        trainer.train()
-        trained[skip] = [p.detach().clone() for p in model.parameters()]
-        sequences[skip] = sum(seen)
-    for plain, skipped in zip(trained[False], trained[True], strict=True):
-        torch.testing.assert_close(skipped, plain, rtol=1e-5, atol=1e-6)
+    list's candidates are all best), contrastive 4 for each of the 5 lists that can train. No shared prefix:
+    one pass per candidate, none per prompt."""
+    _, _, sequences = trained_with_and_without_skipping(
+        tmp_path, graded_lists, objective=name, per_device_train_batch_size=3, num_train_epochs=1,
+        nll_weight=1.0, nll_min_score=1.0, shared_prefix=False,
+    )  # fmt: skip
     assert sequences == {False: 48, True: candidates}
 
 
