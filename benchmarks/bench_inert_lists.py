@@ -13,14 +13,13 @@ difference, per iteration; writes ``inert_lists.json`` and ``.md`` to ``--output
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
 
 import torch
 
-from benchutil import iteration_benchmark, write_markdown
+from benchutil import iteration_benchmark, write_iteration_report
 from larpo.data import ListCollator
 from larpo.run.config import RunConfig
 from larpo.run.context import RunContext
@@ -67,25 +66,19 @@ def measure(ctx: RunContext, s: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     output, result = iteration_benchmark(__doc__, measure, argv)
     rows, run_dir = result["rows"], result["run"]
-    (output / "inert_lists.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(output / "inert_lists.md", [
-        "# Skipping the lists that cannot train",
-        "",
-        f"Command: `{result['command']}`. Machine: {result['machine']}. Date: {result['date']}.",
-        "",
+    write_iteration_report(output, "inert_lists", result, "Skipping the lists that cannot train", (
         f"The train stage of `{run_dir}`'s iterations, on the same lists, starting model and settings, "
         "twice in one process: every list through the model, then only the lists that can train (a preference "
         "pair, or a best reply the NLL term imitates; the others are all-wrong lists that add nothing to the "
         "loss or its gradient). Seconds: `trainer.train()`, its passes and optimizer steps. Weight "
         "difference: the largest between the two trainings' weights (float rounding: the skipped lists change "
-        "the batch shapes the kernels see, not the update).",
-        "",
+        "the batch shapes the kernels see, not the update)."
+    ), [
         "| iteration | lists that can train | seconds, every list | seconds, skipping (`skip_inert_lists`) | speed-up | weight difference |",
         "|---|---|---|---|---|---|",
         *(f"| {r['iteration']} | {r['trainable_lists']} of {r['lists']} | {r['seconds_every_list']:.1f} | "
           f"{r['seconds_skipping_inert']:.1f} | {r['speedup']:.2f}x | {r['max_weight_difference']:.1e} |"
           for r in rows),
-        "",
     ])  # fmt: skip
 
 

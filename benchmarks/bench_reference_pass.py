@@ -12,11 +12,10 @@ lists both compute; writes ``reference_pass.json`` and ``.md`` to ``--output``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
-from benchutil import iteration_benchmark, write_markdown
+from benchutil import iteration_benchmark, write_iteration_report
 from larpo.run.context import RunContext
 from larpo.run.lists import lists_read
 from larpo.run.train import read_lists
@@ -62,24 +61,18 @@ def measure(ctx: RunContext, s: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     output, result = iteration_benchmark(__doc__, measure, argv)
     rows, run_dir = result["rows"], result["run"]
-    (output / "reference_pass.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(output / "reference_pass.md", [
-        "# The reference pass of the lists that can train",
-        "",
-        f"Command: `{result['command']}`. Machine: {result['machine']}. Date: {result['date']}.",
-        "",
+    write_iteration_report(output, "reference_pass", result, "The reference pass of the lists that can train", (
         f"The reference log-probs of `{run_dir}`'s lists, with its initial model, twice in one process: "
         "for every list's candidates, then only for the lists that training reads (those that can change a "
         "step). Value difference: the largest between the two passes on the lists both compute (float "
-        "rounding: the batches differ).",
-        "",
+        "rounding: the batches differ)."
+    ), [
         "| iteration | lists read | candidates computed | seconds, every list | seconds, lists read | speed-up | value difference |",
         "|---|---|---|---|---|---|---|",
         *(f"| {r['iteration']} | {r['lists_read']} of {r['lists']} | {r['candidates_read']} of {r['candidates']} | "
           f"{r['seconds_every_list']:.1f} | {r['seconds_lists_read']:.1f} | "
           f"{'-' if r['speedup'] is None else format(r['speedup'], '.2f') + 'x'} | {r['max_value_difference']:.1e} |"
           for r in rows),
-        "",
     ])  # fmt: skip
 
 

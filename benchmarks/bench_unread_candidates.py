@@ -15,11 +15,10 @@ writes ``unread_candidates.json`` and ``.md`` to ``--output``.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from bench_inert_lists import measure
-from benchutil import iteration_benchmark, write_markdown
+from benchutil import iteration_benchmark, write_iteration_report
 from larpo.data import ListCollator
 from larpo.losses import get_objective, read_candidates
 from larpo.run.context import RunContext
@@ -44,23 +43,17 @@ def main(argv: list[str] | None = None) -> None:
         __doc__, lambda ctx, s: {**measure(ctx, s), **candidate_counts(ctx, s)}, argv
     )
     rows = result["rows"]
-    (output / "unread_candidates.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(output / "unread_candidates.md", [
-        "# Skipping the candidates an objective does not read",
-        "",
-        f"Command: `{result['command']}`. Machine: {result['machine']}. Date: {result['date']}.",
-        "",
+    write_iteration_report(output, "unread_candidates", result, "Skipping the candidates an objective does not read", (
         f"The train stage of `{result['run']}`'s iterations, on the same lists, starting model and settings, "
         "twice in one process: every candidate through the model (`skip_inert_lists: false`), then only the "
         "candidates the objective reads in the lists that can train. Seconds: `trainer.train()`, its passes "
-        "and optimizer steps. Weight difference: the largest between the two trainings' weights.",
-        "",
+        "and optimizer steps. Weight difference: the largest between the two trainings' weights."
+    ), [
         "| iteration | candidates read | lists that can train | seconds, every candidate | seconds, read only | speed-up | weight difference |",
         "|---|---|---|---|---|---|---|",
         *(f"| {r['iteration']} | {r['read_candidates']} of {r['candidates']} | {r['trainable_lists']} of "
           f"{r['lists']} | {r['seconds_every_list']:.1f} | {r['seconds_skipping_inert']:.1f} | "
           f"{r['speedup']:.2f}x | {r['max_weight_difference']:.1e} |" for r in rows),
-        "",
     ])  # fmt: skip
 
 

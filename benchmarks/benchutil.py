@@ -261,6 +261,16 @@ def write_markdown(path: Path, lines: list[str]) -> None:
     print("\n".join(lines))
 
 
+def write_iteration_report(
+    output: Path, stem: str, result: dict, title: str, description: str, table: list[str]
+) -> None:
+    """Write an :func:`iteration_benchmark` ``result`` to ``output`` as ``<stem>.json`` and its report
+    ``<stem>.md``: ``title``, the command, machine and date, ``description``, then the ``table``'s lines."""
+    (output / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    command = f"Command: `{result['command']}`. Machine: {result['machine']}. Date: {result['date']}."
+    write_markdown(output / f"{stem}.md", [f"# {title}", "", command, "", description, "", *table, ""])
+
+
 def iteration_benchmark(doc: str, measure: Callable[..., dict], argv: list[str] | None) -> tuple[Path, dict]:
     """The command line of a benchmark that measures iterations of a finished ``larpo run``, ``RUN_DIR
     [--iterations S ...] [--output DIR]`` (``doc``'s first line its description): ``measure(ctx, s)`` on each
